@@ -8,6 +8,7 @@ truncated, empty and non-image files raise :class:`ImageLoadError` whose message
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty file")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow warns between its own two thresholds; the size check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageLoadError(

@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -407,6 +408,32 @@ for _v in (0, 1, 2):
     )(_make_lite(_v))
 
 
+def _reachable(host: str) -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_unless_reachable(host: str) -> Iterator[None]:
+    """Without a route to the hub, use only its local cache (no minute of retries)."""
+    if _reachable(host):
+        yield
+        return
+    import huggingface_hub.constants as hub
+
+    saved = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = saved
+
+
 def _load_timm(name: str, weights: str | None) -> Classifier:
     import timm
 
@@ -415,7 +442,8 @@ def _load_timm(name: str, weights: str | None) -> Classifier:
         hint = f"; did you mean {', '.join(close)}" if close else ""
         raise ModelLoadError(f"timm has no model {name!r}{hint}")
     try:
-        model = timm.create_model(name, pretrained=weights is None)
+        with _hub_offline_unless_reachable("huggingface.co"):
+            model = timm.create_model(name, pretrained=weights is None)
     except Exception as e:  # noqa: BLE001 - hub, network and cache errors alike
         raise ModelLoadError(
             f"pretrained weights for timm:{name} are not available offline and could not be "

@@ -1,0 +1,86 @@
+"""The `deepinside` command: classify, saliency, demo; bad inputs never stop a batch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from deepinside.cli import main
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(data.chelsea()).save(d / "cat.jpg")
+    Image.fromarray(data.coffee()).resize((150, 100)).save(d / "coffee.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (d / "empty.png").write_bytes(b"")
+    return d
+
+
+def test_classify_json(photos, capsys):
+    rc = main(["classify", str(photos / "cat.jpg"), str(photos / "coffee.png"), "--json",
+               "--top-k", "3"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [r["image"] for r in out] == [str(photos / "cat.jpg"),
+                                                     str(photos / "coffee.png")]
+    top = out[0]["top"]
+    assert len(top) == 3 and set(top[0]) == {"class", "name", "prob", "logit"}
+    assert top[0]["prob"] >= top[1]["prob"] >= top[2]["prob"]
+    assert "cat" in top[0]["name"].lower()  # an Egyptian / tabby / tiger cat
+    assert out[1]["top"][0]["name"] in ("espresso", "cup", "coffee mug")
+
+
+def test_saliency_writes_outputs_and_reports_bad_inputs(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["saliency", str(photos), str(photos / "missing.jpg"), "--out", str(out),
+               "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    lines = [x for x in err.splitlines() if x.startswith("deepinside: ")]
+    assert len(lines) == 3 and "Traceback" not in err
+    assert any("broken.jpg" in x for x in lines) and any("empty.png" in x for x in lines)
+    assert any("missing.jpg" in x for x in lines)
+    for stem, (h, w) in {"cat": (300, 451), "coffee": (100, 150)}.items():
+        m = np.load(out / f"{stem}_saliency.npy")
+        assert m.dtype == np.float32 and m.shape == (h, w) and (m >= 0).all() and m.max() > 0
+        assert Image.open(out / f"{stem}_saliency.png").size == (w, h)
+        assert Image.open(out / f"{stem}_overlay.png").size == (w, h)
+    # A second run refuses to overwrite, unless asked.
+    before = (out / "cat_saliency.npy").stat().st_mtime_ns
+    old_map = np.load(out / "cat_saliency.npy")
+    rc = main(["saliency", str(photos / "cat.jpg"), "--out", str(out), "--target", "lemon"])
+    assert rc == 1 and "--overwrite" in capsys.readouterr().err
+    assert (out / "cat_saliency.npy").stat().st_mtime_ns == before
+    rc = main(["saliency", str(photos / "cat.jpg"), "--out", str(out), "--target", "lemon",
+               "--overwrite"])
+    assert rc == 0
+    assert not np.array_equal(np.load(out / "cat_saliency.npy"), old_map)  # lemon, not cat
+
+
+def test_unknown_class_and_model_are_one_line_errors(photos, capsys):
+    assert main(["saliency", str(photos / "cat.jpg"), "--target", "flamingoo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "flamingo" in err
+    assert main(["classify", str(photos / "cat.jpg"), "--model", "nonsense"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "deepinside", "--version"], capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.startswith("deepinside ")
+
+
+@pytest.mark.slow
+def test_demo_runs_offline(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    fig = tmp_path / "demo" / "saliency.png"
+    assert fig.is_file() and Image.open(fig).size[0] > 600

@@ -1,0 +1,107 @@
+"""Reading photos: modes, EXIF orientation, bad files of every kind, input expansion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deepinside
+from deepinside.images import ImageLoadError, expand_inputs, load_image, resize_maps
+
+
+def _save(tmp_path, name, img, **kw):
+    p = tmp_path / name
+    img.save(p, **kw)
+    return p
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1", "I", "F"])
+def test_modes_become_rgb(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        img = Image.fromarray(rng.integers(0, 65535, (20, 30), dtype=np.uint16))
+        assert img.mode.startswith("I;16")
+    else:
+        img = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
+    p = _save(tmp_path, f"x.{fmt.lower()}", img, format=fmt)
+    out = load_image(p)
+    assert out.mode == "RGB" and out.size == (30, 20)
+
+
+def test_sixteen_bit_keeps_its_range(tmp_path):
+    a = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    out = np.asarray(load_image(_save(tmp_path, "g16.png", Image.fromarray(a))))
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+
+
+def test_alpha_is_composited_over_white(tmp_path):
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    out = np.asarray(load_image(_save(tmp_path, "t.png", img)))
+    assert (out == 255).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    p = _save(tmp_path, "o.jpg", img, exif=exif.tobytes())
+    assert load_image(p).size == (20, 40)
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    p = _save(tmp_path, "big.png", Image.new("1", (10_000, 10_000)))  # 100 Mpx, a tiny file
+    with pytest.raises(ImageLoadError, match="decompression bomb"):
+        load_image(p)
+    small = _save(tmp_path, "s.png", Image.new("RGB", (100, 100)))
+    with pytest.raises(ImageLoadError, match="decompression bomb"):
+        load_image(small, max_pixels=5000)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    good = _save(tmp_path, "good.jpg", Image.new("RGB", (64, 64), (1, 2, 3)))
+    data = good.read_bytes()
+    cases = {
+        "empty.jpg": b"",
+        "text.jpg": b"hello, this is not an image\n" * 10,
+        "corrupt.jpg": data[:20] + bytes(range(256)) * 4,
+        "truncated.jpg": data[: len(data) // 2],
+    }
+    for name, content in cases.items():
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(ImageLoadError) as e:
+            load_image(p)
+        assert name in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ImageLoadError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageLoadError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_expand_inputs(tmp_path):
+    for n in ("b.jpg", "a.png", "notes.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.JPEG").write_bytes(b"x")
+    found, problems = expand_inputs([tmp_path])
+    assert [p.name for p in found] == ["a.png", "b.jpg", "c.JPEG"]
+    found, problems = expand_inputs([str(tmp_path / "*.jpg"), tmp_path / "a.png",
+                                     tmp_path / "b.jpg", tmp_path / "nope.jpg",
+                                     str(tmp_path / "*.gif")])
+    assert [p.name for p in found] == ["b.jpg", "a.png"]  # in order, no repeats
+    assert [r for _, r in problems] == ["no such file", "pattern matches no file"]
+
+
+def test_whole_photo_resize_and_map_back():
+    pre = deepinside.Preprocessing(input_size=(32, 32), resize_size=36, mean=(0.5,) * 3,
+                                   std=(0.5,) * 3)
+    photo = Image.new("RGB", (100, 50), (255, 0, 0))
+    x = deepinside.photos_to_batch([photo], pre, crop=False)
+    assert x.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(x[0, :, 5, 5], torch.tensor([1.0, -1.0, -1.0]))
+    assert pre.to_tensor(photo, crop=True).shape == (3, 32, 32)
+    m = resize_maps(torch.rand(1, 32, 32), (50, 100))
+    assert m.shape == (1, 50, 100)
