@@ -1,0 +1,145 @@
+"""Benchmark: the paper's saliency map, deepinside against the floor and against Captum.
+
+Run:  .venv/bin/python benchmarks/bench_saliency.py [--runs 7] [--model efficientnet_lite0]
+
+On the CPU at 224x224, batch 1 and 16, interleaved in one process (each round runs every
+variant once, in turn), median over rounds:
+
+- ``naive``: a bare forward plus ``torch.autograd.grad`` to the input, weights frozen, default
+  memory format, then the max over channels of the absolute value (the floor);
+- ``captum``: ``captum.attr.Saliency(model).attribute(x, target, abs=True).amax(1)``;
+- ``deepinside``: ``deepinside.saliency(clf, x, target)``.
+
+It also checks that the maps agree with the naive ones (largest difference, and the 99.99th
+percentile of the difference, relative to each map's maximum), that the model is untouched, and
+measures the peak memory of each variant in a fresh child process (rise of the resident set
+high-water mark, VmHWM, during one call, after loading the model; Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import deepinside
+
+
+def naive(module, x, t):
+    xx = x.detach().requires_grad_(True)
+    out = module(xx)
+    (g,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xx)
+    return g.abs().amax(1)
+
+
+def make_variants(clf):
+    from captum.attr import Saliency
+
+    sal = Saliency(clf.module)
+    return {
+        "naive": lambda x, t: naive(clf.module, x, t),
+        "captum": lambda x, t: sal.attribute(x, target=t, abs=True).amax(1),
+        "deepinside": lambda x, t: deepinside.saliency(clf, x, t),
+    }
+
+
+def inputs(batch: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 224, 224, generator=g), torch.randint(0, 1000, (batch,),
+                                                                       generator=g)
+
+
+def fingerprint(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}, [
+        (p.requires_grad, p.grad) for p in module.parameters()
+    ], [m.training for m in module.modules()]
+
+
+def high_water_kib() -> int:
+    """Peak resident set size of this process (VmHWM), KiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def peak_memory_child(model: str, variant: str, batch: int) -> float:
+    """MiB by which the resident high-water mark rises during one call, in a fresh process."""
+    # VmHWM (this process's own high-water mark, reset by exec), not ru_maxrss, which a child
+    # inherits from a large parent.
+    code = (
+        "import sys, torch, warnings; warnings.simplefilter('ignore');"
+        "sys.path.insert(0, 'benchmarks'); import bench_saliency as b, deepinside;"
+        f"clf = deepinside.load_model({model!r}); x, t = b.inputs({batch});"
+        "v = b.make_variants(clf)[" + repr(variant) + "];"
+        "import gc; gc.collect();"
+        "r0 = b.high_water_kib(); v(x, t); print((b.high_water_kib() - r0) / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--batches", default="1,16")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    clf = deepinside.load_model(args.model)
+    variants = make_variants(clf)
+    before = fingerprint(clf.module)
+    results = {}
+    print(f"model {args.model}, CPU threads {torch.get_num_threads()}, torch {torch.__version__}")
+    for batch in [int(b) for b in args.batches.split(",")]:
+        x, t = inputs(batch)
+        ref = variants["naive"](x, t)
+        for v in variants.values():  # warm-up (and builds deepinside's cached fast copy)
+            v(x, t)
+        times = {k: [] for k in variants}
+        for _ in range(args.runs):
+            for k, v in variants.items():
+                t0 = time.perf_counter()
+                v(x, t)
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        diff = {}
+        for k, v in variants.items():
+            m = v(x, t)
+            rel = (m - ref).abs() / ref.amax(dim=(1, 2), keepdim=True)
+            diff[k] = (float(rel.max()), float(rel.flatten().quantile(0.9999)))
+        mem = {}
+        if not args.no_memory:
+            mem = {k: peak_memory_child(args.model, k, batch) for k in variants}
+        results[batch] = {"ms": med, "diff": diff, "peak_mib": mem}
+        print(f"\nbatch {batch} (median of {args.runs} interleaved rounds)")
+        print(f"{'variant':12s} {'ms':>9s} {'x naive':>8s} {'max diff':>9s} {'p99.99':>8s}"
+              f" {'peak MiB':>9s}")
+        for k in variants:
+            pm = f"{mem[k]:9.0f}" if mem else f"{'-':>9s}"
+            print(f"{k:12s} {med[k]:9.1f} {med[k] / med['naive']:8.2f} {diff[k][0]:9.2%}"
+                  f" {diff[k][1]:8.3%} {pm}")
+    after = fingerprint(clf.module)
+    same = (all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+            and before[1] == after[1] and before[2] == after[2])
+    print(f"\nmodel untouched: {same}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "model_untouched": same}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
