@@ -265,3 +265,21 @@ def test_saliency_energy_concentrates_in_true_boxes(lite0, dev_data):
             area.append(float(mask.mean()))
     assert np.mean(energy) > 1.3 * np.mean(area)
     assert np.mean(np.array(energy) > np.array(area)) > 0.75
+
+
+def test_fast_copy_follows_swapped_submodules(tiny):
+    x = torch.randn(2, 3, 16, 16)
+    deepinside.saliency(tiny, x, 1)
+    tiny.act2 = nn.Tanh()  # no parameter changes, only the architecture
+    torch.testing.assert_close(deepinside.saliency(tiny, x, 1),
+                               deepinside.saliency(tiny, x, 1, fast=False), rtol=1e-5, atol=1e-6)
+
+
+def test_folding_is_exact_on_tiny_model(tiny):
+    from deepinside.fastmodel import fast_copy
+
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    net = fast_copy(tiny, x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # both folded
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tiny.double()(x))

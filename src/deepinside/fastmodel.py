@@ -43,10 +43,12 @@ def has_hooks(module: nn.Module) -> bool:
 
 
 def _fingerprint(module: nn.Module) -> tuple:
-    return tuple(
+    """Changes when a weight is updated in place or replaced, or a submodule is swapped."""
+    tensors = tuple(
         (name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
         for name, t in (*module.named_parameters(), *module.named_buffers())
     )
+    return tensors, tuple((name, id(m)) for name, m in module.named_modules())
 
 
 def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
@@ -115,7 +117,7 @@ def _conv_bn_pairs(net: nn.Module, probe: Tensor) -> list[tuple[str, str]]:
 
     try:
         for name, m in modules.items():
-            if type(m) is nn.Conv2d or (isinstance(m, nn.Conv2d) and _is_plain_conv(m)):
+            if isinstance(m, nn.Conv2d):  # subclasses (timm's Conv2dSame) too: checked below
                 handles.append(m.register_forward_hook(conv_hook(name)))
             elif isinstance(m, nn.BatchNorm2d) and m.track_running_stats:
                 handles.append(m.register_forward_pre_hook(bn_hook(name)))
@@ -126,12 +128,6 @@ def _conv_bn_pairs(net: nn.Module, probe: Tensor) -> list[tuple[str, str]]:
             h.remove()
     used = Counter(c for c, _ in pairs)
     return [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1 and used[c] == 1]
-
-
-def _is_plain_conv(m: nn.Conv2d) -> bool:
-    # Subclasses such as timm's Conv2dSame only change the padding; they still use
-    # self.weight and self.bias as a convolution does.
-    return m.padding_mode == "zeros"
 
 
 def _replace(net: nn.Module, name: str, new: nn.Module) -> None:

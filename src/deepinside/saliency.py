@@ -138,12 +138,12 @@ def input_gradient(
     module = module_of(model)
     with eval_mode(module):
         net = fast_copy(module, images) if fast else None
-        x = images.detach()
+        x = images.detach()  # a new tensor object: the caller's keeps its requires_grad
         if net is None:
             net = module
         else:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = x.clone().requires_grad_(True) if x is images else x.requires_grad_(True)
+        x.requires_grad_(True)
         with torch.enable_grad():
             logits = net(x)
             if not isinstance(logits, Tensor) or logits.dim() != 2:
