@@ -5,7 +5,10 @@ Every method has the call shape of :func:`deepinside.saliency`::
     f(model, images: Tensor[B, C, H, W], target=None, **options) -> Tensor[B, H, W]
 
 ``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``).
-The paper's gradient map is registered as ``"gradient"``.
+The paper's gradient map is registered as ``"gradient"``; every other method lives in a
+submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
+``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``), with the shared parts in
+``relu_rules`` (backward rules of rectifiers), ``cam`` (layer capture) and ``_common``.
 """
 
 from __future__ import annotations
@@ -65,3 +68,16 @@ register_method(
     "the paper's saliency: max over colour channels of |dS_c/dI|",
     "Simonyan, Vedaldi & Zisserman 2013, https://arxiv.org/abs/1312.6034",
 )(saliency)
+
+
+# Each submodule registers its method on import.
+from . import (  # noqa: E402, F401
+    deconvnet,
+    gradcam,
+    gradcam_pp,
+    gradient_x_input,
+    guided_backprop,
+    integrated_gradients,
+    occlusion,
+    smoothgrad,
+)

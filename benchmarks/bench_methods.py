@@ -1,0 +1,229 @@
+"""Benchmark: every attribution method, deepinside against Captum and pytorch-grad-cam.
+
+Run:  .venv/bin/python benchmarks/bench_methods.py [--runs 3] [--batch 16] [--threads 1]
+      [--methods gradient,gradcam,...] [--json out.json]
+
+Milliseconds per batch (default 16 images, 224 x 224, CPU), median over interleaved rounds
+(each round runs every variant of every method once, in turn), for the same model, batch,
+targets and settings; the ratio deepinside / other library (target: at most 1). Also the
+largest difference between the maps, each scaled to [0, 1], to show that the same thing is
+computed (SmoothGrad: different noise draws, so only the cost is comparable; Grad-CAM++:
+pytorch-grad-cam's 1e-6 in the denominator dominates on this model, see gradcam_pp).
+
+- efficientnet_lite0 (the default model) for gradient, gradient x input, SmoothGrad (16
+  samples, noise 0.15 of the range), Integrated Gradients (32 Gauss-Legendre steps, zero
+  baseline), Grad-CAM (layer bn2), Grad-CAM++ and occlusion (56 px window, stride 28).
+- A torchvision resnet18 (random weights, ``nn.ReLU`` modules) for deconvnet and guided
+  backprop: on lite0's ReLU6 Captum's versions silently compute the plain gradient, so they
+  would not be the same method. pytorch-grad-cam's guided backprop keeps only the first
+  image of a batch, so it runs once per image.
+- Captum's guided backprop and deconvnet register backward hooks, which cannot follow
+  in-place ReLUs: they get a copy with ``inplace=False``. pytorch-grad-cam calls
+  ``.backward()``: it gets a copy whose weights require gradients (as a user's model would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+import warnings
+
+import torch
+from torch import nn
+
+import deepinside
+from deepinside.methods import get_method
+
+BATCH = 16
+SG_SAMPLES, SG_NOISE = 16, 0.15
+IG_STEPS = 32
+OCC_WINDOW, OCC_STRIDE = 56, 28
+
+
+def _relu_copy(module: nn.Module) -> nn.Module:
+    m = copy.deepcopy(module)
+    for sub in m.modules():
+        if isinstance(sub, nn.ReLU):
+            sub.inplace = False
+    return m
+
+
+def _trainable(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).requires_grad_(True)
+
+
+def build(clf, resnet, x, t, ig_steps: int = IG_STEPS, sg_samples: int = SG_SAMPLES,
+          occ: tuple[int, int] = (OCC_WINDOW, OCC_STRIDE)) -> dict[str, dict[str, callable]]:
+    """Per method: {variant name: fn() -> Tensor[B, H, W]}."""
+    from captum.attr import (
+        Deconvolution,
+        GuidedBackprop,
+        InputXGradient,
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m = clf.module
+    targets = [ClassifierOutputTarget(int(c)) for c in t]
+    pgc_net = _trainable(m)
+    pgc_res = _trainable(resnet)
+    res_relu = _relu_copy(resnet)
+    span = float((x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).mean())
+    ours = get_method
+
+    def pgc(cls, net, layer):
+        def run():
+            with cls(model=net, target_layers=[layer]) as cam:
+                return torch.from_numpy(cam(input_tensor=x, targets=targets))
+        return run
+
+    def pgc_guided():
+        gb = GuidedBackpropReLUModel(pgc_res, device=torch.device("cpu"))
+        out = [torch.from_numpy(gb(x[i : i + 1], target_category=int(t[i]))) for i in range(len(x))]
+        return torch.stack(out).abs().amax(-1)  # (H, W, 3) per image
+
+    def captum_gradcam():
+        a = LayerGradCam(m, m.bn2).attribute(x, target=t, relu_attributions=True)
+        return LayerAttribution.interpolate(a, x.shape[-2:], "bilinear")[:, 0]
+
+    return {
+        "gradient": {
+            "deepinside": lambda: ours("gradient")(clf, x, t),
+            "captum": lambda: Saliency(m).attribute(x, target=t, abs=True).amax(1),
+        },
+        "gradient_x_input": {
+            "deepinside": lambda: ours("gradient_x_input")(clf, x, t, reduce="sum"),
+            "captum": lambda: InputXGradient(m).attribute(x, target=t).sum(1),
+        },
+        "deconvnet (resnet18)": {
+            "deepinside": lambda: ours("deconvnet")(resnet, x, t),
+            "captum": lambda: Deconvolution(res_relu).attribute(x, target=t).abs().amax(1),
+        },
+        "guided_backprop (resnet18)": {
+            "deepinside": lambda: ours("guided_backprop")(resnet, x, t),
+            "captum": lambda: GuidedBackprop(res_relu).attribute(x, target=t).abs().amax(1),
+            "pytorch-grad-cam": pgc_guided,
+        },
+        "smoothgrad": {
+            "deepinside": lambda: ours("smoothgrad")(
+                clf, x, t, samples=sg_samples, noise=SG_NOISE, batch_size=64),
+            "captum": lambda: NoiseTunnel(Saliency(m)).attribute(
+                x, target=t, nt_type="smoothgrad", nt_samples=sg_samples,
+                stdevs=SG_NOISE * span, nt_samples_batch_size=4, abs=False).abs().amax(1),
+        },
+        "integrated_gradients": {
+            "deepinside": lambda: ours("integrated_gradients")(
+                clf, x, t, steps=ig_steps, reduce="sum", batch_size=64),
+            "captum": lambda: IntegratedGradients(m).attribute(
+                x, target=t, n_steps=ig_steps, method="gausslegendre",
+                internal_batch_size=64).sum(1),
+        },
+        "gradcam": {
+            "deepinside": lambda: ours("gradcam")(clf, x, t),
+            "captum": captum_gradcam,
+            "pytorch-grad-cam": pgc(GradCAM, pgc_net, pgc_net.bn2),
+        },
+        "gradcam_pp": {
+            "deepinside": lambda: ours("gradcam_pp")(clf, x, t),
+            "pytorch-grad-cam": pgc(GradCAMPlusPlus, pgc_net, pgc_net.bn2),
+        },
+        "occlusion": {
+            "deepinside": lambda: ours("occlusion")(
+                clf, x, t, window=occ[0], stride=occ[1], batch_size=64),
+            "captum": lambda: Occlusion(m).attribute(
+                x, target=t, sliding_window_shapes=(3, occ[0], occ[0]),
+                strides=(3, occ[1], occ[1]), baselines=0.0,
+                perturbations_per_eval=4)[:, 0],
+        },
+    }
+
+
+def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference of the maps, each scaled to [0, 1] per image (pytorch-grad-cam
+    returns maps scaled that way)."""
+    a, b = a.detach().float(), b.detach().float()
+    if a.shape != b.shape:
+        return float("nan")
+
+    def unit(m):
+        lo = m.flatten(1).amin(1).view(-1, 1, 1)
+        hi = m.flatten(1).amax(1).view(-1, 1, 1)
+        return (m - lo) / (hi - lo).clamp(min=1e-30)
+
+    return float((unit(a) - unit(b)).abs().max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default=None, help="comma-separated subset")
+    ap.add_argument("--ig-steps", type=int, default=IG_STEPS)
+    ap.add_argument("--sg-samples", type=int, default=SG_SAMPLES)
+    ap.add_argument("--occ-window", type=int, default=OCC_WINDOW,
+                    help="window; (224 - window) must be a multiple of the stride")
+    ap.add_argument("--occ-stride", type=int, default=OCC_STRIDE)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    import torchvision
+
+    clf = deepinside.load_model("efficientnet_lite0")
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, 224, 224, generator=g)
+    t = torch.randint(0, 1000, (args.batch,), generator=g)
+    if (224 - args.occ_window) % args.occ_stride:
+        ap.error("(224 - occ-window) must be a multiple of occ-stride (same windows as Captum)")
+    table = build(clf, resnet, x, t, args.ig_steps, args.sg_samples,
+                  (args.occ_window, args.occ_stride))
+    if args.methods:
+        keep = [s.strip() for s in args.methods.split(",")]
+        table = {k: v for k, v in table.items() if k.split(" ")[0] in keep}
+    print(f"CPU threads {torch.get_num_threads()}, batch {args.batch} x 3 x 224 x 224, "
+          f"torch {torch.__version__}, median of {args.runs} interleaved rounds; "
+          f"IG {args.ig_steps} steps, SmoothGrad {args.sg_samples} samples, occlusion "
+          f"window {args.occ_window} stride {args.occ_stride}")
+    diffs = {}
+    for method, variants in table.items():  # warm-up, and agreement of the maps
+        outs = {k: fn() for k, fn in variants.items()}
+        ref = outs["deepinside"]
+        diffs[method] = {k: _rel_diff(ref, o) for k, o in outs.items() if k != "deepinside"}
+    times: dict[str, dict[str, list[float]]] = {m: {k: [] for k in v} for m, v in table.items()}
+    for _ in range(args.runs):
+        for method, variants in table.items():
+            for k, fn in variants.items():
+                t0 = time.perf_counter()
+                fn()
+                times[method][k].append(time.perf_counter() - t0)
+    results = {}
+    print("\n| method | deepinside ms | other | other ms | ratio | max map diff |")
+    print("|---|---|---|---|---|---|")
+    for method, tv in times.items():
+        ms = {k: 1000 * statistics.median(v) for k, v in tv.items()}
+        results[method] = {"ms": ms, "map_diff": diffs[method]}
+        for k in ms:
+            if k == "deepinside":
+                continue
+            print(f"| {method} | {ms['deepinside']:.0f} | {k} | {ms[k]:.0f} | "
+                  f"{ms['deepinside'] / ms[k]:.2f} | {diffs[method][k]:.1e} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

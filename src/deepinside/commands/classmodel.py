@@ -1,0 +1,188 @@
+"""``deepinside classmodel``: class model visualisation (Simonyan et al. 2013, section 2).
+
+Writes ``<index>_<name>.png`` per class, ``grid.png`` with the class names under the images,
+and with ``--snapshots K`` the evolution: ``<index>_<name>_steps.png`` (a strip) per class and
+``evolution.gif`` (all classes, one frame per snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["demo", "grid_image", "register"]
+
+DEMO_CLASSES = ("ostrich", "goldfish", "volcano", "balloon")
+DEMO_STEPS = 32
+
+
+def register(subparsers) -> None:
+    """Add the ``classmodel`` subcommand."""
+    from ..classmodel import MODES, mode_defaults
+    from ..cli import add_model_args
+
+    steps = ", ".join(f"{m} {mode_defaults(m)['steps']}" for m in MODES)
+    p = subparsers.add_parser(
+        "classmodel",
+        help="the image a classifier finds most typical of a class (class model visualisation)",
+        description="Class model visualisation (Simonyan et al. 2013, "
+                    "https://arxiv.org/abs/1312.6034, section 2): gradient ascent on the input.",
+    )
+    p.add_argument("--class", "-c", dest="classes", action="append", required=True,
+                   metavar="CLASS", help="class index or name (repeat for more classes)")
+    p.add_argument("--mode", choices=MODES, default="lucid",
+                   help="lucid (default: regularised, recognisable), paper (exact: "
+                        "S_c - lambda*||I||^2, plain ascent from the mean image), pixel "
+                        "(the paper's ascent with jitter, blur and decay)")
+    p.add_argument("--steps", type=int, default=None, help=f"ascent steps (default: {steps})")
+    p.add_argument("--size", type=int, default=None,
+                   help="image size in pixels (default: the model's input size)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--lr", type=float, default=None, help="step size (default per mode)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="lambda of the L2 penalty (default per mode; paper: 1e-3)")
+    p.add_argument("--snapshots", type=int, default=0, metavar="K",
+                   help="also save the evolution: K snapshots as a strip per class and a GIF")
+    add_model_args(p)
+    p.add_argument("--out", "-o", default="deepinside-classmodel", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_classmodel)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "class"
+
+
+def _uint8(images):
+    """``Tensor[N, 3, H, W]`` in [0, 1] -> list of uint8 (H, W, 3) arrays."""
+    import numpy as np
+
+    a = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return list(a)
+
+
+def grid_image(images: Sequence, labels: Sequence[str], columns: int | None = None):
+    """Images (uint8 (H, W, 3), same size) in a grid with a label under each; uint8 array."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    n = len(images)
+    cols = columns or min(n, 5)
+    rows = (n + cols - 1) // cols
+    h, w = images[0].shape[:2]
+    pad, band = 4, 20
+    canvas = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + band + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, (img, label) in enumerate(zip(images, labels)):
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (w + pad), pad + r * (h + band + pad)
+        canvas.paste(Image.fromarray(img), (x0, y0))
+        text = label
+        while text and draw.textlength(text, font=font) > w:
+            text = text[:-1]
+        tw = draw.textlength(text, font=font)
+        draw.text((x0 + (w - tw) / 2, y0 + h + 4), text, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def _write_outputs(clf, result, out: Path, with_snapshots: bool) -> list[Path]:
+    from PIL import Image
+
+    from ..render import save_png
+
+    names = [clf.short_name(int(c)) for c in result.classes]
+    stems = [f"{int(c)}_{_slug(nm)}" for c, nm in zip(result.classes, names)]
+    images = _uint8(result.images)
+    written = [save_png(img, out / f"{s}.png") for s, img in zip(stems, images)]
+    labels = [f"{int(c)} {nm}" for c, nm in zip(result.classes, names)]
+    written.append(save_png(grid_image(images, labels), out / "grid.png"))
+    if with_snapshots and result.snapshots.numel():
+        frames = [_uint8(s) for s in result.snapshots]  # K lists of N images
+        steps = [f"step {k}" for k in result.snapshot_steps]
+        for i, stem in enumerate(stems):
+            strip = grid_image([f[i] for f in frames], steps, columns=len(frames))
+            written.append(save_png(strip, out / f"{stem}_steps.png"))
+        gif = [Image.fromarray(grid_image(f, [f"{lab} ({st})" for lab in labels]))
+               for f, st in zip(frames, steps)]
+        path = out / "evolution.gif"
+        gif[0].save(path, save_all=True, append_images=gif[1:], duration=400, loop=0)
+        written.append(path)
+    return written
+
+
+def _planned(clf, classes: list[int], out: Path, snapshots: int) -> list[Path]:
+    stems = [f"{c}_{_slug(clf.short_name(c))}" for c in classes]
+    paths = [out / f"{s}.png" for s in stems] + [out / "grid.png"]
+    if snapshots:
+        paths += [out / f"{s}_steps.png" for s in stems] + [out / "evolution.gif"]
+    return paths
+
+
+def cmd_classmodel(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..classmodel import class_model, mode_defaults
+    from ..cli import CLIError, model_from_args, progress, resolve_class
+    from ..saliency import eval_mode
+
+    if args.steps is not None and args.steps < 1:
+        raise CLIError("--steps must be at least 1")
+    if args.size is not None and args.size < 8:
+        raise CLIError("--size must be at least 8")
+    if args.snapshots < 0:
+        raise CLIError("--snapshots must be >= 0")
+    clf = model_from_args(args)
+    classes: list[int] = []
+    for key in args.classes:
+        c = resolve_class(clf, key)
+        if c not in classes:
+            classes.append(c)
+    out = Path(args.out)
+    if not args.overwrite:
+        existing = [p for p in _planned(clf, classes, out, args.snapshots) if p.exists()]
+        if existing:
+            raise CLIError(f"output {existing[0]} exists (use --overwrite to replace it)")
+    out.mkdir(parents=True, exist_ok=True)
+    steps = args.steps or mode_defaults(args.mode)["steps"]
+    t0 = time.perf_counter()
+    with progress(steps, f"classmodel ({args.mode})", unit="step") as bar:
+        result = class_model(clf, classes, mode=args.mode, steps=steps, size=args.size,
+                             seed=args.seed, snapshots=args.snapshots, lr=args.lr, l2=args.l2,
+                             progress=bar.update)
+    written = _write_outputs(clf, result, out, args.snapshots > 0)
+    x = clf.preprocessing.normalize(result.images.to(clf.device, clf.dtype))
+    with torch.no_grad(), eval_mode(clf.module):
+        probs = torch.softmax(clf(x).float(), 1)  # what the model thinks of its class models
+    for i, c in enumerate(classes):
+        print(f"{c} {clf.short_name(c)}: p={float(probs[i, c]):.3f} "
+              f"(top-1: {clf.short_name(int(probs[i].argmax()))})")
+    print(f"wrote {len(written)} files to {out} in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr)
+    return 0
+
+
+def demo(ctx) -> list[Path]:
+    """A small class-model grid for ``deepinside demo`` (a few classes, few steps)."""
+    from ..classmodel import class_model
+
+    clf = ctx.classifier
+    try:
+        classes = [clf.class_index(c) for c in DEMO_CLASSES]
+    except ValueError:
+        classes = [0, 1, 2, 3]
+    t0 = time.perf_counter()
+    result = class_model(clf, classes, mode="lucid", steps=DEMO_STEPS, seed=0, copies=1)
+    images = _uint8(result.images)
+    labels = [clf.short_name(c) for c in classes]
+    from ..render import save_png
+
+    path = save_png(grid_image(images, labels, columns=len(images)), ctx.out / "classmodel.png")
+    ctx.notes.append(f"class models ({DEMO_STEPS} steps, lucid mode) in "
+                     f"{time.perf_counter() - t0:.0f} s; `deepinside classmodel` makes better ones "
+                     "with more steps")
+    return [path]

@@ -1,0 +1,119 @@
+"""Backward rules for rectifiers: the gradient, Zeiler & Fergus's deconvnet, guided backprop.
+
+Section 4 of Simonyan et al. (https://arxiv.org/abs/1312.6034) shows that the deconvnet
+reconstruction is the gradient except at a ReLU: where backprop passes the signal R through
+where the *forward input* was positive, ``R * (x > 0)``, the deconvnet passes it where the
+*signal itself* is positive, ``R * (R > 0)``. Guided backprop (Springenberg et al. 2014,
+https://arxiv.org/abs/1412.6806) applies both masks, ``R * (x > 0) * (R > 0)``.
+
+A rectifier here is any clipping nonlinearity ``clamp(x, lo, hi)``: ``relu`` (lo = 0, hi =
+inf), ``relu6`` (0, 6) and ``hardtanh`` (lo, hi), as modules (``nn.ReLU``, ``nn.ReLU6``,
+``nn.Hardtanh``), as functions (``F.relu``, ``torch.relu``, ``Tensor.relu``, ``F.relu6``,
+``F.hardtanh``) and in place (``inplace=True``, ``relu_``, ``hardtanh_``). Its gradient mask is
+``lo < x < hi``; the deconvnet ignores that mask entirely and keeps ``R > 0``; guided backprop
+keeps ``(lo < x < hi) * (R > 0)``.
+
+The rules are applied by a :class:`torch.overrides.TorchFunctionMode` that is active only
+inside :func:`rectifier_rule`: nothing is patched and no hook is registered, so nothing can be
+left behind, even when an error is raised. Other activations (SiLU, GELU) keep their gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["Rule", "rectifier_rule"]
+
+Rule = Literal["deconvnet", "guided"]
+
+
+class _Rectify(torch.autograd.Function):
+    """``clamp(x, lo, hi)`` forward; the chosen rule backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: float, hi: float, rule: str, inplace: bool) -> Tensor:  # type: ignore[override]
+        ctx.rule = rule
+        if rule == "guided":
+            mask = x > lo
+            if hi != math.inf:
+                mask &= x < hi
+            ctx.save_for_backward(mask)
+        if inplace:
+            ctx.mark_dirty(x)
+            return x.clamp_(lo, hi) if hi != math.inf else x.clamp_(min=lo)
+        return x.clamp(lo, hi) if hi != math.inf else x.clamp(min=lo)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        r = grad.clamp(min=0)  # R * (R > 0)
+        if ctx.rule == "guided":
+            (mask,) = ctx.saved_tensors
+            r = r * mask
+        return r, None, None, None, None
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default):
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+# func -> (lo, hi, inplace) given (args, kwargs)
+_RELUS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
+          F.relu_: True, torch.relu_: True, torch.Tensor.relu_: True}
+
+
+def _parse(func, args: tuple, kwargs: dict) -> tuple[float, float, bool] | None:
+    if func in _RELUS:
+        inplace = _RELUS[func] or bool(_arg(args, kwargs, 1, "inplace", False))
+        return 0.0, math.inf, inplace
+    if func is F.relu6:
+        return 0.0, 6.0, bool(_arg(args, kwargs, 1, "inplace", False))
+    if func is F.hardtanh or func is F.hardtanh_:
+        lo = float(_arg(args, kwargs, 1, "min_val", -1.0))
+        hi = float(_arg(args, kwargs, 2, "max_val", 1.0))
+        inplace = func is F.hardtanh_ or bool(_arg(args, kwargs, 3, "inplace", False))
+        return lo, hi, inplace
+    return None
+
+
+class _RuleMode(TorchFunctionMode):
+    def __init__(self, rule: Rule) -> None:
+        super().__init__()
+        self.rule = rule
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        parsed = _parse(func, args, kwargs)
+        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        if parsed is None or not isinstance(x, Tensor):
+            return func(*args, **kwargs)
+        lo, hi, inplace = parsed
+        self.count += 1
+        return _Rectify.apply(x, lo, hi, self.rule, inplace)
+
+
+@contextlib.contextmanager
+def rectifier_rule(rule: Rule) -> Iterator[_RuleMode]:
+    """Within this block, every rectifier uses ``rule`` in its backward pass.
+
+    Args:
+        rule: ``"deconvnet"`` (``R * (R > 0)``) or ``"guided"`` (``R * (lo < x < hi) * (R > 0)``).
+
+    Yields:
+        The mode; its ``count`` says how many rectifier calls were rewritten.
+    """
+    if rule not in ("deconvnet", "guided"):
+        raise ValueError(f"rule must be 'deconvnet' or 'guided', got {rule!r}")
+    mode = _RuleMode(rule)
+    with mode:
+        yield mode

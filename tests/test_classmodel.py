@@ -1,0 +1,335 @@
+"""Class model visualisation (Simonyan et al. 2013, section 2): deepinside.classmodel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_tiny
+from torch import nn
+
+from deepinside.classmodel import (
+    class_model,
+    fourier_image,
+    mode_defaults,
+    random_transform,
+    stretch,
+)
+from deepinside.models import Classifier, Preprocessing
+
+PRE = Preprocessing(input_size=(16, 16), resize_size=18)
+NAMES = ["red fox, Vulpes vulpes", "goldfish", "great white shark", "tiger shark", "hen"]
+
+
+def tiny_classifier(seed: int = 0) -> Classifier:
+    return Classifier(make_tiny(seed), PRE, list(NAMES), "tiny")
+
+
+class Linear(nn.Module):
+    """S(I) = W flatten(I) + b: the paper's objective then has the optimum I* = w_c / (2 lambda)."""
+
+    def __init__(self, size: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.fc = nn.Linear(3 * size * size, classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=g))
+            self.fc.bias.copy_(torch.randn(classes, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def snapshot_state(m: nn.Module):
+    return (
+        {k: v.clone() for k, v in m.state_dict().items()},
+        [(n, p.requires_grad) for n, p in m.named_parameters()],
+        [(n, x.training) for n, x in m.named_modules()],
+    )
+
+
+# ----------------------------------------------------------------------------- the paper's mode
+
+
+def test_paper_mode_converges_to_the_closed_form_optimum_of_a_linear_model():
+    # max_I w.I + b - lambda ||I||^2 has the unique optimum I* = w / (2 lambda); fixed-step
+    # ascent x <- x + lr (w - 2 lambda x) converges to it when lr * 2 lambda < 1.
+    model = Linear()
+    lam = 0.5
+    r = class_model(model, [0, 2], mode="paper", steps=60, size=8, lr=0.5, l2=lam)
+    w = model.fc.weight.detach().view(3, 3, 8, 8)
+    torch.testing.assert_close(r.raw, w[[0, 2]] / (2 * lam), rtol=1e-4, atol=1e-5)
+    # and the objective at the optimum is b + ||w||^2 / (4 lambda)
+    best = model.fc.bias.detach()[[0, 2]] + w[[0, 2]].pow(2).sum((1, 2, 3)) / (4 * lam)
+    torch.testing.assert_close(r.objective[-1], best, rtol=1e-4, atol=1e-4)
+
+
+def test_paper_mode_starts_from_the_mean_image():
+    clf = tiny_classifier()
+    r = class_model(clf, [1, 3], mode="paper", steps=1, lr=0.0)
+    mean = torch.tensor(PRE.mean).view(1, 3, 1, 1).expand(2, 3, 16, 16)
+    torch.testing.assert_close(r.images, mean)  # zero in normalised space = the dataset mean
+    assert r.raw.abs().max() == 0
+    with torch.no_grad():
+        at_zero = clf.module(torch.zeros(1, 3, 16, 16))[0, [1, 3]]
+    torch.testing.assert_close(r.objective[0], at_zero)  # S_c(0) - lambda * 0
+
+
+def test_paper_objective_rises_over_the_steps():
+    r = class_model(tiny_classifier(), [0, 1, 4], mode="paper", steps=30, lr=2.0, l2=1e-3)
+    obj = r.objective  # [steps, N]
+    assert obj.shape == (30, 3)
+    assert (obj[-1] > obj[0] + 0.1).all()
+    # a fixed step on a piecewise-linear network: up almost every step (ReLU kinks aside)
+    assert (obj[1:] > obj[:-1]).float().mean() > 0.8
+
+
+def test_larger_lambda_gives_a_smaller_image_norm():
+    clf = tiny_classifier()
+    norms = [
+        class_model(clf, [0, 2], mode="paper", steps=40, lr=0.1, l2=lam).raw.flatten(1).norm(dim=1)
+        for lam in (1e-3, 1e-2, 1e-1)
+    ]
+    assert (norms[0] > norms[1]).all() and (norms[1] > norms[2]).all()
+
+
+def test_pixel_values_valid_after_the_mean_is_added_back():
+    clf = tiny_classifier()
+    mean = torch.tensor(PRE.mean).view(1, 3, 1, 1)
+    std = torch.tensor(PRE.std).view(1, 3, 1, 1)
+    for mode in ("paper", "pixel", "lucid"):
+        r = class_model(clf, [0, 1], mode=mode, steps=12, lr=None if mode != "paper" else 5.0)
+        assert r.images.min() >= 0 and r.images.max() <= 1, mode
+        assert torch.isfinite(r.images).all()
+        # the image is the optimised input with the mean added back (clipped for paper mode)
+        torch.testing.assert_close(r.images, (r.raw * std + mean).clamp(0, 1), atol=1e-5,
+                                   rtol=1e-5)
+        if mode != "paper":  # kept inside the valid range during the ascent
+            assert (r.raw * std + mean).min() >= -1e-5 and (r.raw * std + mean).max() <= 1 + 1e-5
+
+
+def test_paper_mode_clips_only_for_display():
+    # a large step leaves the valid range in normalised space; only the returned image is clipped
+    r = class_model(tiny_classifier(), [0], mode="paper", steps=5, lr=50.0)
+    mean = torch.tensor(PRE.mean).view(1, 3, 1, 1)
+    std = torch.tensor(PRE.std).view(1, 3, 1, 1)
+    assert ((r.raw * std + mean) > 1).any() or ((r.raw * std + mean) < 0).any()
+    assert r.images.min() >= 0 and r.images.max() <= 1
+
+
+# ----------------------------------------------------------------------------- all modes
+
+
+@pytest.mark.parametrize("mode", ["lucid", "pixel"])
+def test_regularised_modes_raise_the_class_logit(mode):
+    r = class_model(tiny_classifier(), [0, 2, 4], mode=mode, steps=40)
+    obj = r.objective
+    assert (obj[-5:].mean(0) > obj[:5].mean(0)).all()
+
+
+@pytest.mark.parametrize("mode", ["lucid", "pixel", "paper"])
+def test_same_seed_same_image(mode):
+    clf = tiny_classifier()
+    a = class_model(clf, [0, 3], mode=mode, steps=6, seed=7)
+    b = class_model(clf, [0, 3], mode=mode, steps=6, seed=7)
+    assert torch.equal(a.images, b.images)
+    if mode != "paper":  # the paper's ascent is deterministic: no randomness at all
+        c = class_model(clf, [0, 3], mode=mode, steps=6, seed=8)
+        assert not torch.equal(a.images, c.images)
+
+
+@pytest.mark.parametrize("mode", ["lucid", "pixel", "paper"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_model_untouched(mode, fast):
+    m = make_tiny(3)
+    m.train()  # the caller's flags must come back as they were
+    m.bn1.eval()
+    m.conv2.weight.requires_grad_(False)
+    before = snapshot_state(m)
+    clf = Classifier(m, PRE, list(NAMES))
+    class_model(clf, [0, 1], mode=mode, steps=3, fast=fast)
+    after = snapshot_state(m)
+    for k, v in before[0].items():
+        assert torch.equal(v, after[0][k]), k  # weights and BN running statistics
+    assert before[1] == after[1] and before[2] == after[2]
+    assert all(p.grad is None for p in m.parameters())
+    for mod in m.modules():
+        assert not mod._forward_hooks and not mod._forward_pre_hooks
+        assert not mod._backward_hooks
+
+
+def test_train_mode_model_is_run_in_eval_mode():
+    # In train mode batch norm would mix the classes of the batch; each image must be
+    # independent: one class alone gives the same image as in a batch with others.
+    m = make_tiny(1).train()
+    clf = Classifier(m, PRE, list(NAMES))
+    alone = class_model(clf, [2], mode="paper", steps=5, lr=0.5).images
+    batch = class_model(clf, [0, 2, 4], mode="paper", steps=5, lr=0.5).images
+    torch.testing.assert_close(batch[1:2], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_snapshots_and_shapes_any_size():
+    clf = tiny_classifier()
+    r = class_model(clf, ["goldfish", "HEN", 0], mode="lucid", steps=9, size=(24, 40),
+                    snapshots=3)
+    assert r.images.shape == (3, 3, 24, 40)
+    assert r.classes.tolist() == [1, 4, 0]
+    assert r.snapshots.shape == (3, 3, 3, 24, 40) and r.snapshot_steps == [3, 6, 9]
+    torch.testing.assert_close(r.snapshots[-1], r.images)
+    assert r.objective.shape == (9, 3)
+
+
+def test_bad_arguments():
+    clf = tiny_classifier()
+    with pytest.raises(ValueError, match="goldfish"):
+        class_model(clf, ["goldfsh"], steps=1)  # close match offered
+    with pytest.raises(ValueError, match="mode"):
+        class_model(clf, [0], mode="dream", steps=1)
+    with pytest.raises(TypeError, match="unknown options"):
+        class_model(clf, [0], mode="paper", steps=1, tv=0.1)
+    with pytest.raises(ValueError, match="steps"):
+        class_model(clf, [0], steps=0)
+    with pytest.raises(ValueError):
+        class_model(clf, [7], steps=1)  # out of range
+    with pytest.raises(TypeError, match="Classifier"):
+        class_model(make_tiny(), ["goldfish"], steps=1)
+    with pytest.raises(ValueError, match="out of range"):
+        class_model(make_tiny(), [0, 5], steps=1)  # a plain module has 5 classes
+
+
+def test_plain_module_and_dtype_follow_the_model():
+    m = make_tiny(2, dtype=torch.float64)
+    r = class_model(m, [0, 1], mode="lucid", steps=3, size=16)
+    assert r.images.shape == (2, 3, 16, 16) and torch.isfinite(r.images).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_follows_the_model():
+    clf = Classifier(make_tiny().cuda(), PRE, list(NAMES))
+    r = class_model(clf, [0], steps=3)
+    assert r.images.device.type == "cpu" and torch.isfinite(r.images).all()
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def test_fourier_image_is_a_valid_image_and_low_frequencies_dominate():
+    from deepinside.classmodel import _freq_scale
+
+    g = torch.Generator().manual_seed(0)
+    spec = torch.randn(2, 3, 32, 17, 2, generator=g)
+    img = fourier_image(spec, _freq_scale(32, 32, 1.0, "cpu", torch.float32), (32, 32))
+    assert img.shape == (2, 3, 32, 32) and img.min() > 0 and img.max() < 1
+    # 1/f scaling: neighbouring pixels are strongly correlated (white noise would not be)
+    c = img - img.mean(dim=(2, 3), keepdim=True)
+    corr = (c[..., 1:, :] * c[..., :-1, :]).mean() / c.pow(2).mean()
+    assert corr > 0.5
+
+
+def test_random_transform_identity_and_reproducible():
+    x = torch.rand(3, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(0)
+    same = random_transform(x, g, torch.Generator().manual_seed(0), shift=0, scale=(1.0, 1.0),
+                            rotate=0, color_jitter=0, noise=0, blur=0)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+
+    def draw(seed):
+        return random_transform(x, torch.Generator().manual_seed(seed),
+                                torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+
+
+def test_random_transform_shift_moves_content():
+    x = torch.zeros(1, 3, 16, 16)
+    x[..., 4, 4] = 1.0
+    y = random_transform(x + 0.0, torch.Generator().manual_seed(0), torch.Generator(),
+                         shift=5 / 16, scale=(1.0, 1.0), rotate=0, color_jitter=0, noise=0, blur=0)
+    assert y.shape == x.shape
+    # the bright spot is still there, somewhere within 5 px
+    yy, xx = divmod(int(y[0, 0].argmax()), 16)
+    assert abs(yy - 4) <= 6 and abs(xx - 4) <= 6
+
+
+@pytest.mark.slow  # building a torch.optim optimiser imports the compiler stack (seconds)
+def test_adam_matches_torch_optim_adam():
+    from deepinside.classmodel import _Adam
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, generator=g)
+    y = x.clone().requires_grad_(True)
+    ours, theirs = _Adam(x, 0.05), torch.optim.Adam([y], lr=0.05)
+    for i in range(20):
+        grad = torch.randn(5, 7, generator=g) * (i + 1)
+        ours.step(grad)
+        y.grad = grad.clone()
+        theirs.step()
+    torch.testing.assert_close(x, y.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_stretch_maps_to_unit_range():
+    x = torch.linspace(-3, 5, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
+    y = stretch(x, percentile=0)
+    assert y.min() == 0 and y.max() == 1
+
+
+def test_mode_defaults_are_copies():
+    d = mode_defaults("paper")
+    d["steps"] = 1
+    assert mode_defaults("paper")["steps"] == 200 and mode_defaults("paper")["l2"] == 1e-3
+
+
+# ----------------------------------------------------------------------------- real model, CLI
+
+
+@pytest.mark.slow
+def test_real_model_paper_and_lucid_reach_the_class(lite0):
+    classes = [130, 980]  # flamingo, volcano
+    for mode, opts in (("paper", {"steps": 25}), ("lucid", {"steps": 24, "copies": 1})):
+        r = class_model(lite0, classes, mode=mode, size=128, **opts)
+        x = lite0.preprocessing.normalize(r.images)
+        with torch.no_grad():
+            p = torch.softmax(lite0.module(x), 1)[torch.arange(2), torch.tensor(classes)]
+        assert (p > 0.5).all(), (mode, p)  # the generating model believes its own images
+
+
+@pytest.mark.slow
+def test_cli_writes_images_grid_and_evolution(tmp_path, capsys):
+    from deepinside.cli import main
+
+    out = tmp_path / "cm"
+    args = ["classmodel", "--class", "Flamingo", "--class", "980", "--steps", "6", "--size",
+            "64", "--snapshots", "3", "--out", str(out)]
+    assert main(args) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["130_flamingo.png", "980_volcano.png", "grid.png",
+                            "130_flamingo_steps.png", "980_volcano_steps.png", "evolution.gif"])
+    from PIL import Image
+
+    assert Image.open(out / "130_flamingo.png").size == (64, 64)
+    assert Image.open(out / "evolution.gif").n_frames == 3
+    assert main(args) == 2  # no silent overwrite
+    assert "exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--mode", "paper"]) == 0
+    assert main(["classmodel", "--class", "flamingoo", "--out", str(out)]) == 2
+    assert "flamingo" in capsys.readouterr().err
+
+
+def test_demo_adds_a_small_grid(tmp_path):
+    from deepinside.cli import DemoContext
+    from deepinside.commands import classmodel as cmd
+
+    ctx = DemoContext(tiny_classifier(), [], tmp_path)
+    paths = cmd.demo(ctx)
+    assert [p.name for p in paths] == ["classmodel.png"] and paths[0].is_file()
+    assert ctx.notes and "class model" in ctx.notes[0]
+
+
+def test_grid_image_puts_a_label_under_each_image():
+    import numpy as np
+
+    from deepinside.commands.classmodel import grid_image
+
+    imgs = [np.full((20, 30, 3), v, np.uint8) for v in (0, 128, 255)]
+    g = grid_image(imgs, ["a", "b", "c"], columns=2)
+    assert g.dtype == np.uint8 and g.ndim == 3
+    assert g.shape[1] >= 2 * 30 and g.shape[0] >= 2 * 20 + 2 * 10  # 2 rows with text bands
