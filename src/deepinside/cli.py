@@ -182,6 +182,26 @@ def output_paths(out: Path, stem: str, suffixes: Sequence[str]) -> list[Path]:
     return [out / f"{stem}{s}" for s in suffixes]
 
 
+def claim_batch(batch: PhotoBatch, outputs, taken: dict[Path, Path], overwrite: bool,
+                failures: list) -> list:
+    """The ``(path, photo)`` pairs of a batch whose outputs may be written; the others fail.
+
+    Args:
+        outputs: ``f(path) -> list[Path]``, the files a photo's results go to.
+        taken: outputs claimed so far in this run (updated).
+        failures: gets ``(path, reason)`` for each photo refused.
+    """
+    keep = []
+    for path, photo in zip(batch.paths, batch.photos):
+        why = claim_outputs(outputs(path), taken, path, overwrite)
+        if why:
+            fail(path, why)
+            failures.append((str(path), why))
+        else:
+            keep.append((path, photo))
+    return keep
+
+
 def claim_outputs(paths: list[Path], taken: dict[Path, Path], source: Path,
                   overwrite: bool) -> str | None:
     """Why these outputs must not be written (existing file, or another input's), or None."""
@@ -217,15 +237,8 @@ def cmd_saliency(args: argparse.Namespace) -> int:
     total = next(batches)
     with progress(total, "saliency") as bar:
         for batch in batches:
-            keep = []
-            for path, photo in zip(batch.paths, batch.photos):
-                why = claim_outputs(output_paths(out, path.stem, SALIENCY_OUTPUTS), taken, path,
-                                    args.overwrite)
-                if why:
-                    fail(path, why)
-                    failures.append((str(path), why))
-                else:
-                    keep.append((path, photo))
+            keep = claim_batch(batch, lambda p: output_paths(out, p.stem, SALIENCY_OUTPUTS),
+                               taken, args.overwrite, failures)
             if keep:
                 photos = [p for _, p in keep]
                 kw = {"method": method} if method is not None else {}

@@ -12,8 +12,7 @@ import numpy as np
 from ..cli import (
     CLIError,
     add_model_args,
-    claim_outputs,
-    fail,
+    claim_batch,
     iter_photo_batches,
     model_from_args,
     progress,
@@ -99,15 +98,8 @@ def cmd_localize(args: argparse.Namespace) -> int:
     total = next(batches)
     with progress(total, "localize") as bar:
         for batch in batches:
-            keep = []
-            for path, photo in zip(batch.paths, batch.photos):
-                why = claim_outputs([out / f"{path.stem}_localize.png"], taken, path,
-                                    args.overwrite)
-                if why:
-                    fail(path, why)
-                    failures.append((str(path), why))
-                else:
-                    keep.append((path, photo))
+            keep = claim_batch(batch, lambda p: [out / f"{p.stem}_localize.png"], taken,
+                               args.overwrite, failures)
             if keep:
                 locs = localize(clf, [p for _, p in keep], top_k=args.top_k, target=target,
                                 method=args.method, recipe=args.recipe, seed=args.seed,
