@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import data_dir  # one place knows where the dev photos are
 from PIL import Image
 
 from deepinside.evaluate import metrics as M
@@ -22,14 +23,6 @@ from deepinside.evaluate.runner import (
     run_localization,
     summarize,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path | None:
-    p = Path(os.environ.get("DEEPINSIDE_DATA", REPO.parent / "shared/data/imagenet-val-300"))
-    return p if (p / "annotations.json").is_file() else None
-
 
 # ----------------------------------------------------------------------------- metrics
 
