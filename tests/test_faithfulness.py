@@ -155,10 +155,11 @@ def test_compare_table_format():
 def test_compare_on_real_photos_with_boxes(lite0, dev_data, tmp_path):
     import json
 
-    from deepinside.evaluate.compare import compare_methods, load_records
+    from deepinside.evaluate.compare import compare_methods
+    from deepinside.evaluate.datasets import read_dataset
 
     root, ann = dev_data
-    records, problems = load_records(root)
+    records, problems = read_dataset(root)
     assert not problems and len(records) == len(ann)
     torch.set_num_threads(1)
     rows = compare_methods(lite0, records[:2], ["gradcam", "gradient"], batch_size=2, steps=4)
@@ -174,7 +175,7 @@ def test_compare_on_real_photos_with_boxes(lite0, dev_data, tmp_path):
         (where / "broken.JPEG").write_bytes(b"not a JPEG")
     (tmp_path / "annotations.json").write_text(json.dumps([{**ann[0], "file": "broken.JPEG"}]))
     failures = []
-    records_bad, _ = load_records(tmp_path)
+    records_bad, _ = read_dataset(tmp_path)
     rows = compare_methods(lite0, records_bad, ["gradient"], on_failure=lambda p, w:
                            failures.append(p))
     assert len(failures) == 1 and rows[0].images == 0

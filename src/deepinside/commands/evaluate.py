@@ -44,8 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
             fn(esub)
 
 
-def cmd_localization(args: argparse.Namespace) -> int:
+def dataset_records(path: str, limit: int | None) -> tuple[list, list]:
+    """The usable records of a data set (the first ``limit``), and the malformed ones, reported.
+
+    Raises:
+        CLIError: the data set cannot be read, or holds no usable record.
+    """
     from ..evaluate.datasets import DatasetError, read_dataset
+
+    try:
+        records, problems = read_dataset(path)
+    except (DatasetError, OSError) as e:
+        raise CLIError(f"cannot read {path}: {e}") from None
+    for where, why in problems:
+        fail(where, why)
+    records = records[:limit] if limit is not None else records
+    if not records:
+        raise CLIError(f"no usable records in {path}")
+    return records, problems
+
+
+def cmd_localization(args: argparse.Namespace) -> int:
     from ..evaluate.runner import RunMismatchError, format_table, run_localization
     from ..localize import get_recipe, map_function
 
@@ -58,14 +77,7 @@ def cmd_localization(args: argparse.Namespace) -> int:
             map_function(args.method)
         except KeyError as e:
             raise CLIError(str(e).strip("'\"")) from None
-    try:
-        records, problems = read_dataset(args.dataset)
-    except DatasetError as e:
-        raise CLIError(str(e)) from None
-    for where, why in problems:
-        fail(where, why)
-    if args.limit is not None:
-        records = records[: args.limit]
+    records, problems = dataset_records(args.dataset, args.limit)
     clf = model_from_args(args)
     failed: list = []
 

@@ -71,8 +71,9 @@ def register_evaluate(evaluate_subparsers) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..cli import CLIError, fail, model_from_args, progress
-    from ..evaluate.compare import compare_methods, format_table, load_records
+    from ..evaluate.compare import compare_methods, format_table
     from ..methods import get_method
+    from .evaluate import dataset_records
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     if not names:
@@ -86,23 +87,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CLIError("--limit must be at least 1")
     if args.batch_size < 1 or args.steps < 1:
         raise CLIError("--batch-size and --steps must be at least 1")
-    if not Path(args.dataset).exists():
-        raise CLIError(f"no data set at {args.dataset}")
     from ..localize import get_recipe
 
     try:
         get_recipe(args.recipe)
     except KeyError as e:
         raise CLIError(str(e).strip("'\"")) from None
-    try:
-        records, problems = load_records(args.dataset)
-    except (OSError, ValueError) as e:  # the dataset reader's DatasetError is a ValueError
-        raise CLIError(f"cannot read {args.dataset}: {e}") from None
-    for where, why in problems:
-        fail(where, why)
-    records = records[: args.limit] if args.limit else records
-    if not records:
-        raise CLIError(f"no usable records in {args.dataset}")
+    records, problems = dataset_records(args.dataset, args.limit)
     clf = model_from_args(args)
     failures: list = []
 

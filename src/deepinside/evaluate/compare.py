@@ -13,7 +13,6 @@ localisation.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from ..methods import get_method
 from ..models import Classifier
 from .faithfulness import deletion_insertion, randomization_test
 
-__all__ = ["MethodScores", "compare_methods", "format_table", "load_records"]
+__all__ = ["MethodScores", "compare_methods", "format_table"]
 
 
 @dataclass
@@ -60,35 +59,6 @@ class _Record:
     path: Path
     label: int
     boxes: list
-
-
-def load_records(path: str | Path) -> tuple[list, list[tuple[str, str]]]:
-    """Records (``.path``, ``.label``, ``.boxes``) of a labelled data set, and its problems.
-
-    Uses the localisation helper's :func:`deepinside.evaluate.datasets.read_dataset` when it is
-    there; otherwise reads an ``annotations.json`` as imagenet-val-300's (``file``, ``label``,
-    ``boxes_xyxy``).
-    """
-    try:
-        from .datasets import read_dataset
-    except ImportError:
-        read_dataset = None
-    if read_dataset is not None:
-        return read_dataset(path)
-    root = Path(path)
-    ann = root / "annotations.json" if root.is_dir() else root
-    root = ann.parent
-    records, problems = [], []
-    for i, r in enumerate(json.loads(ann.read_text())):
-        try:
-            p = root / "images" / r["file"]
-            if not p.is_file():
-                p = root / r["file"]
-            records.append(_Record(p, int(r["label"]), [tuple(map(float, b))
-                                                         for b in r["boxes_xyxy"]]))
-        except (KeyError, TypeError, ValueError) as e:
-            problems.append((f"{ann}[{i}]", f"malformed record: {e}"))
-    return records, problems
 
 
 def _localize_box(photo, m: np.ndarray, recipe) -> tuple:
