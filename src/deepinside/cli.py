@@ -65,6 +65,14 @@ def model_from_args(args: argparse.Namespace):
         raise CLIError(str(e)) from None
 
 
+def lookup(get, name: str):
+    """``get(name)`` from a registry (methods, recipes, ...); an unknown name -> CLIError."""
+    try:
+        return get(name)
+    except KeyError as e:
+        raise CLIError(str(e).strip("'\"")) from None
+
+
 def resolve_class(clf, key: str) -> int:
     """A class given on the command line (index or name) -> index; unknown -> CLIError."""
     try:
@@ -266,10 +274,7 @@ def _method_from_args(args: argparse.Namespace):
         from .methods import get_method
     except ImportError:
         raise CLIError(f"unknown method {name!r}") from None
-    try:
-        return get_method(name)
-    except (KeyError, ValueError) as e:
-        raise CLIError(str(e).strip("'\"")) from None
+    return lookup(get_method, name)
 
 
 def _label(img, text: str):

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import CLIError, add_model_args, fail, model_from_args
+from ..cli import CLIError, add_model_args, fail, lookup, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +52,8 @@ def dataset_records(path: str, limit: int | None) -> tuple[list, list]:
     """
     from ..evaluate.datasets import DatasetError, read_dataset
 
+    if limit is not None and limit < 1:
+        raise CLIError("--limit must be at least 1")
     try:
         records, problems = read_dataset(path)
     except (DatasetError, OSError) as e:
@@ -68,15 +70,10 @@ def cmd_localization(args: argparse.Namespace) -> int:
     from ..evaluate.runner import RunMismatchError, format_table, run_localization
     from ..localize import get_recipe, map_function
 
-    if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be at least 1")
     if args.workers < 0 or args.batch_size < 1:
         raise CLIError("--workers must be >= 0 and --batch-size >= 1")
     if args.method is not None:
-        try:
-            map_function(args.method)
-        except KeyError as e:
-            raise CLIError(str(e).strip("'\"")) from None
+        lookup(map_function, args.method)
     records, problems = dataset_records(args.dataset, args.limit)
     clf = model_from_args(args)
     failed: list = []

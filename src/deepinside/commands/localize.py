@@ -14,6 +14,7 @@ from ..cli import (
     add_model_args,
     claim_batch,
     iter_photo_batches,
+    lookup,
     model_from_args,
     progress,
     resolve_class,
@@ -82,10 +83,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if args.method is not None:
         from ..localize import map_function
 
-        try:
-            map_function(args.method)
-        except KeyError as e:
-            raise CLIError(str(e).strip("'\"")) from None
+        lookup(map_function, args.method)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     boxes_path = out / "boxes.json"

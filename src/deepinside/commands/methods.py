@@ -70,7 +70,7 @@ def register_evaluate(evaluate_subparsers) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..cli import CLIError, fail, model_from_args, progress
+    from ..cli import CLIError, fail, lookup, model_from_args, progress
     from ..evaluate.compare import compare_methods, format_table
     from ..methods import get_method
     from .evaluate import dataset_records
@@ -79,20 +79,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not names:
         raise CLIError("--methods is empty")
     for n in names:
-        try:
-            get_method(n)
-        except KeyError as e:
-            raise CLIError(str(e).strip("'\"")) from None
-    if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be at least 1")
+        lookup(get_method, n)
     if args.batch_size < 1 or args.steps < 1:
         raise CLIError("--batch-size and --steps must be at least 1")
     from ..localize import get_recipe
 
-    try:
-        get_recipe(args.recipe)
-    except KeyError as e:
-        raise CLIError(str(e).strip("'\"")) from None
+    lookup(get_recipe, args.recipe)
     records, problems = dataset_records(args.dataset, args.limit)
     clf = model_from_args(args)
     failures: list = []
