@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny models, the real default model, the dev photos with boxes."""
+"""Shared fixtures: a tiny model, the real default model, the dev photos with boxes.
+
+The toy models themselves live in ``models.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from models import TinyCNN, make_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,39 +42,6 @@ def lite0():
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return deepinside.load_model("efficientnet_lite0")
-
-
-class TinyCNN(nn.Module):
-    """conv-BN-ReLU-maxpool-conv-BN-ReLU6-avgpool-linear: small enough for finite differences."""
-
-    def __init__(self, classes: int = 5) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(6)
-        self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.act2 = nn.ReLU6()
-        self.fc = nn.Linear(8, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu(self.bn1(self.conv1(x))))
-        x = self.act2(self.bn2(self.conv2(x)))
-        return self.fc(x.mean(dim=(2, 3)))
-
-
-def make_tiny(seed: int = 0, dtype=torch.float32) -> TinyCNN:
-    """A TinyCNN with random weights and non-trivial batch-norm statistics, in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    m = TinyCNN()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        for bn in (m.bn1, m.bn2):
-            bn.running_mean.copy_(torch.randn(bn.num_features, generator=g) * 0.3)
-            bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
-    return m.eval().to(dtype)
 
 
 @pytest.fixture

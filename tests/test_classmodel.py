@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny
+from models import LinearNet, make_tiny
 from torch import nn
 
 from deepinside.classmodel import (
@@ -24,21 +24,6 @@ def tiny_classifier(seed: int = 0) -> Classifier:
     return Classifier(make_tiny(seed), PRE, list(NAMES), "tiny")
 
 
-class Linear(nn.Module):
-    """S(I) = W flatten(I) + b: the paper's objective then has the optimum I* = w_c / (2 lambda)."""
-
-    def __init__(self, size: int = 8, classes: int = 3) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.fc = nn.Linear(3 * size * size, classes)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=g))
-            self.fc.bias.copy_(torch.randn(classes, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1))
-
-
 def snapshot_state(m: nn.Module):
     return (
         {k: v.clone() for k, v in m.state_dict().items()},
@@ -53,7 +38,7 @@ def snapshot_state(m: nn.Module):
 def test_paper_mode_converges_to_the_closed_form_optimum_of_a_linear_model():
     # max_I w.I + b - lambda ||I||^2 has the unique optimum I* = w / (2 lambda); fixed-step
     # ascent x <- x + lr (w - 2 lambda x) converges to it when lr * 2 lambda < 1.
-    model = Linear()
+    model = LinearNet()
     lam = 0.5
     r = class_model(model, [0, 2], mode="paper", steps=60, size=8, lr=0.5, l2=lam)
     w = model.fc.weight.detach().view(3, 3, 8, 8)
@@ -315,8 +300,8 @@ def test_cli_writes_images_grid_and_evolution(tmp_path, capsys):
 
 
 def test_demo_adds_a_small_grid(tmp_path):
-    from deepinside.cli import DemoContext
-    from deepinside.commands import classmodel as cmd
+    from deepinside.cli import classmodel as cmd
+    from deepinside.cli.demo import DemoContext
 
     ctx = DemoContext(tiny_classifier(), [], tmp_path)
     paths = cmd.demo(ctx)
@@ -327,7 +312,7 @@ def test_demo_adds_a_small_grid(tmp_path):
 def test_grid_image_puts_a_label_under_each_image():
     import numpy as np
 
-    from deepinside.commands.classmodel import grid_image
+    from deepinside.render import grid_image
 
     imgs = [np.full((20, 30, 3), v, np.uint8) for v in (0, 128, 255)]
     g = grid_image(imgs, ["a", "b", "c"], columns=2)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,9 @@ from PIL import Image
 
 from deepinside.evaluate import metrics as M
 from deepinside.evaluate.datasets import DatasetError, read_dataset
-from deepinside.evaluate.runner import (
-    MP_CONTEXT,
-    RunMismatchError,
-    format_table,
-    run_localization,
-    summarize,
-)
+from deepinside.evaluate.runner import MP_CONTEXT, RunMismatchError, run_localization
+from deepinside.evaluate.scoring import summarize
+from deepinside.evaluate.tables import localization_table
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -123,7 +120,7 @@ def test_summary_on_hand_made_rows():
     # IoU with a: .4225; b: .36/.4225=.852; c: 32.5^2/(4225+2500-1056.25)=.186; d: .186
     assert cb["gt_known_loc_acc"] == 0.25 and cb["top1_loc_acc"] == 0.0
     assert s["baselines"]["centre_point"]["pointing_game"] == pytest.approx(1.0)
-    assert "GT-known" in format_table(s)
+    assert "GT-known" in localization_table(s)
     assert summarize(rows[::-1]) == s
 
 
@@ -267,8 +264,7 @@ def synthetic_dataset(root: Path, n: int = 6) -> Path:
 
 
 def tiny():
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_localize import tiny_classifier
+    from models import tiny_classifier
 
     return tiny_classifier(6)
 
@@ -303,16 +299,39 @@ def test_resume_gives_the_same_summary(tmp_path, recipe):
                          show_progress=False)
 
 
-def test_workers_are_spawned_not_forked():
-    import deepinside.evaluate.runner as R
+def test_workers_are_spawned_and_import_no_torch():
+    assert MP_CONTEXT in ("spawn", "forkserver")  # a fork after torch's threads can hang
+    code = ("import sys, deepinside, deepinside.evaluate.scoring as s; "
+            "print(sorted(m for m in ('torch', 'deepinside.engine') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"  # what a GrabCut worker loads: NumPy and OpenCV only
 
-    assert MP_CONTEXT in ("spawn", "forkserver")
-    R._PARENT_PID = os.getpid() + 1  # what a forked child of another process would see
-    try:
-        with pytest.raises(RuntimeError, match="forked"):
-            R._check_worker()
-    finally:
-        R._PARENT_PID = None
+
+def test_worker_exits_when_its_parent_dies(tmp_path):
+    code = textwrap.dedent("""
+        import os, sys, time
+        from deepinside.evaluate.scoring import init_worker
+        if os.fork() == 0:          # the worker: watches the process that started it
+            init_worker(os.getppid())
+            open(sys.argv[1], "w").write(str(os.getpid()))
+            time.sleep(60)
+            os._exit(0)
+        time.sleep(1.0)             # the parent dies first
+        os._exit(0)
+    """)
+    pid_file = tmp_path / "pid"
+    subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60, check=True)
+    pid = int(pid_file.read_text())
+    for _ in range(40):  # the watcher polls twice a second
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.25)
+    os.kill(pid, 9)
+    pytest.fail("the worker outlived its parent")
 
 
 PARALLEL = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from models import SumNet
 
 from deepinside.evaluate.faithfulness import (
     cascade_layers,
@@ -16,18 +16,6 @@ from deepinside.fastmodel import has_hooks
 from deepinside.methods import get_method
 
 torch.set_num_threads(1)
-
-
-class SumNet(nn.Module):
-    """logit 0 = sum of all inputs, logit 1 = 0: its score drops by 1 per deleted unit pixel."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        s = x.sum(dim=(1, 2, 3)) * self.w
-        return torch.stack([s, torch.zeros_like(s)], dim=1)
 
 
 def test_deletion_and_insertion_by_hand():
@@ -124,7 +112,7 @@ def test_randomization_flags_a_map_that_ignores_the_model(tiny):
 
 @pytest.mark.slow
 def test_gradient_decorrelates_once_the_real_model_is_randomised(lite0):
-    from deepinside.cli import demo_photos
+    from deepinside.cli.demo import demo_photos
     from deepinside.images import photos_to_batch
 
     torch.set_num_threads(1)
@@ -139,14 +127,15 @@ def test_gradient_decorrelates_once_the_real_model_is_randomised(lite0):
 
 
 def test_compare_table_format():
-    from deepinside.evaluate.compare import MethodScores, format_table
+    from deepinside.evaluate.compare import MethodScores
+    from deepinside.evaluate.tables import methods_table
 
     s = MethodScores("gradcam")
     s.add("pointing", [1.0, 0.0, 1.0, 1.0])
     s.add("pointing", [0.0])
     assert s.pointing == pytest.approx(3 / 5)
     s.images, s.ms_per_image = 5, 12.3
-    table = format_table([s])
+    table = methods_table([s])
     assert table.splitlines()[2].startswith("| gradcam | 5 | 60.0 |")
     assert "nan" in table  # what was not measured says so
 

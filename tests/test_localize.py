@@ -9,20 +9,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from models import TinyFeatures, tiny_classifier
 from PIL import Image
-from torch import nn
 
 from deepinside.evaluate.metrics import box_iou
 from deepinside.localize import (
     RECIPES,
     Recipe,
-    _gradcam,
     get_recipe,
     localize,
     mask_to_box,
     segment_map,
 )
-from deepinside.models import Classifier, Preprocessing
+from deepinside.methods import get_method
 
 
 def synthetic_scene(seed: int, size: int = 180):
@@ -127,10 +126,10 @@ def test_combined_map_is_the_geometric_mean_of_unit_max_maps(monkeypatch):
     b[10, 10] = 2.0
     given = {"first": a, "second": b}
 
-    def fake(model, photos, targets, method, flip=False, batch_size=16):
-        return [given[method]], torch.zeros(1, 3)
+    def fake(model, photos, targets, method, batch_size=16):
+        return [given[method]], torch.zeros(1, dtype=torch.long), torch.zeros(1, 3)
 
-    monkeypatch.setattr(L, "photo_saliency_maps", fake)
+    monkeypatch.setattr(importlib.import_module("deepinside.images"), "photo_maps", fake)
     rec = get_recipe("default", method="first", combine="second", combine_smooth=0.0)
     [m], _ = L.recipe_maps(None, [None], [0], rec)
     expect = np.sqrt((a / 4.0) * (b / 2.0))
@@ -163,44 +162,16 @@ def test_map_shape_must_match_photo():
 # ----------------------------------------------------------------------------- with a model
 
 
-class Tiny(nn.Module):
-    def __init__(self, k: int = 6):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
-        )
-        self.head = nn.Linear(8, k)
-
-    def forward(self, x):
-        return self.head(self.features(x).mean(dim=(2, 3)))
-
-
-def tiny_classifier(k: int = 6) -> Classifier:
-    torch.manual_seed(0)
-    net = Tiny(k)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return Classifier(net, Preprocessing(input_size=(32, 32), resize_size=36),
-                      [f"class{i}, thing {i}" for i in range(k)], name="tiny")
-
-
-def test_gradcam_fallback_matches_pytorch_grad_cam():
+def test_gradcam_of_a_batch_norm_layer_matches_pytorch_grad_cam():
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     clf = tiny_classifier()
     x = torch.randn(3, 3, 32, 32)
     targets = [1, 4, 2]
-    ours = _gradcam(clf, x, targets)
+    ours = get_method("gradcam")(clf, x, targets, layer="features.4")
     layer = clf.module.features[4]
-    net = Tiny()
+    net = TinyFeatures()
     net.load_state_dict(clf.module.state_dict())
     net.eval()
     with GradCAM(model=net, target_layers=[net.features[4]]) as cam:
@@ -214,7 +185,7 @@ def test_gradcam_fallback_matches_pytorch_grad_cam():
 def test_gradcam_removes_its_hook_on_error():
     clf = tiny_classifier()
     with pytest.raises(ValueError):
-        _gradcam(clf, torch.randn(1, 3, 32, 32), target=99)
+        get_method("gradcam")(clf, torch.randn(1, 3, 32, 32), target=99, layer="features.4")
     assert not any(m._forward_hooks for m in clf.module.modules())
 
 

@@ -3,84 +3,26 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from models import ACTS, ORIGINAL_RELU, Scale, SmoothNet, ToyNet, activation, bounds
 from torch import nn
 
+from deepinside.engine import input_gradient
 from deepinside.fastmodel import fast_copy, has_hooks
+from deepinside.layers import default_layer, find_layer
 from deepinside.methods import get_method, list_methods
-from deepinside.methods.cam import default_layer, find_layer
 from deepinside.methods.integrated_gradients import path_points
 from deepinside.methods.occlusion import window_starts
-from deepinside.saliency import input_gradient
 
 torch.set_num_threads(1)
-
-ORIGINAL_RELU = F.relu
-ACTS = ["relu_module", "relu_inplace", "functional", "tensor_method", "relu_", "relu6", "hardtanh"]
-
-
-def _act(kind: str, x: torch.Tensor) -> torch.Tensor:
-    if kind == "relu_module":
-        return nn.ReLU()(x)
-    if kind == "relu_inplace":
-        return nn.ReLU(inplace=True)(x)
-    if kind == "functional":
-        return F.relu(input=x)
-    if kind == "tensor_method":
-        return x.relu()
-    if kind == "relu_":
-        return torch.relu_(x)
-    if kind == "relu6":
-        return nn.ReLU6(inplace=True)(x)
-    if kind == "hardtanh":
-        return nn.Hardtanh(-0.5, 0.5)(x)
-    if kind == "none":
-        return x
-    raise AssertionError(kind)
-
-
-def _bounds(kind: str) -> tuple[float, float]:
-    return {"relu6": (0.0, 6.0), "hardtanh": (-0.5, 0.5)}.get(kind, (0.0, math.inf))
-
-
-class ToyNet(nn.Module):
-    """conv -> act -> maxpool -> conv -> act -> maxpool -> linear, on 3 x 16 x 16."""
-
-    def __init__(self, act: str = "relu_module", classes: int = 5, scale: float = 1.0):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.act = act
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 4 * 4, classes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5 * scale)
-        self.fail = False
-
-    def stages(self, x):
-        z1 = self.conv1(x)
-        a1 = _act(self.act, z1.clone())
-        p1 = F.max_pool2d(a1, 2)
-        z2 = self.conv2(p1)
-        a2 = _act(self.act, z2.clone())
-        if self.fail:
-            raise RuntimeError("forced failure")
-        p2 = F.max_pool2d(a2, 2)
-        return z1, a1, p1, z2, a2, p2
-
-    def forward(self, x):
-        return self.fc(self.stages(x)[-1].flatten(1))
-
 
 @pytest.fixture(scope="module")
 def photo_batch(lite0):
     """Four photos that ship with scikit-image / Matplotlib, as a lite0 input batch."""
-    from deepinside.cli import demo_photos
+    from deepinside.cli.demo import demo_photos
     from deepinside.images import photos_to_batch
 
     torch.set_num_threads(1)
@@ -94,7 +36,7 @@ def _images(b=3, size=16, seed=1):
 
 def _rule(kind: str, rule: str, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """The backward pass through one rectifier, by hand (paper, section 4)."""
-    lo, hi = _bounds(kind)
+    lo, hi = bounds(kind)
     if kind == "none":
         return r
     if rule == "gradient":
@@ -109,7 +51,7 @@ def _by_hand(net: ToyNet, x: torch.Tensor, target: torch.Tensor, rule: str) -> t
     x = x.clone().requires_grad_(True)
     z1 = net.conv1(x)
     p1_in = z1.detach().requires_grad_(True)
-    a1 = _act("none", p1_in)  # placeholder; rectifier applied by hand
+    a1 = activation("none", p1_in)  # placeholder; rectifier applied by hand
     with torch.no_grad():
         _, a1v, _, z2v, _, _ = net.stages(x.detach())
     a1 = a1v.clone().requires_grad_(True)
@@ -117,7 +59,7 @@ def _by_hand(net: ToyNet, x: torch.Tensor, target: torch.Tensor, rule: str) -> t
     p1_leaf = p1.detach().requires_grad_(True)
     z2 = net.conv2(p1_leaf)
     with torch.no_grad():
-        a2v = _act(net.act, z2.detach().clone())
+        a2v = activation(net.act, z2.detach().clone())
     a2 = a2v.clone().requires_grad_(True)
     logits = net.fc(F.max_pool2d(a2, 2).flatten(1))
     r = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a2)[0]
@@ -189,20 +131,6 @@ def test_path_points_integrate_polynomials():
         assert abs((w * a).sum() - 0.5) < 1e-12  # linear functions exactly
     a, w = path_points(4, "gausslegendre")
     assert abs((w * a**7).sum() - 1 / 8) < 1e-12  # Gauss-Legendre: degree 2n - 1 exactly
-
-
-class SmoothNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 8 * 8, 3)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.4)
-
-    def forward(self, x):
-        return self.fc(torch.tanh(self.conv(x)).flatten(1))
 
 
 @pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid"])
@@ -402,15 +330,6 @@ def test_gradcam_on_a_timm_vision_transformer():
 # ----------------------------------------------------------------------------- oracles
 
 
-class Scale(nn.Module):
-    def __init__(self, s: float) -> None:
-        super().__init__()
-        self.s = s
-
-    def forward(self, x):
-        return x * self.s
-
-
 def _torchvision_relu_net(arch: str):
     tv = pytest.importorskip("torchvision")
     torch.manual_seed(0)
@@ -506,16 +425,11 @@ def test_methods_command_lists_every_method_with_its_paper(capsys):
 
 
 @pytest.mark.slow
-def test_demo_figure_has_every_method(lite0, tmp_path, monkeypatch):
+def test_demo_figure_has_every_method(lite0, tmp_path):
     from PIL import Image
 
-    from deepinside.cli import DemoContext
-    from deepinside.commands import methods as cmd
-    from deepinside.commands.methods import DEMO_METHODS, demo
-
-    monkeypatch.setattr(cmd, "DEMO_OPTIONS", {"integrated_gradients": {"steps": 2},
-                                              "smoothgrad": {"samples": 2},
-                                              "occlusion": {"window": 112, "stride": 112}})
+    from deepinside.cli.demo import DemoContext
+    from deepinside.cli.methods import DEMO_METHODS, demo
 
     photo = Image.new("RGB", (64, 48), (120, 80, 40))
     ctx = DemoContext(lite0, [("flat", photo)], tmp_path)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny
+from models import Exploding, make_tiny
 from torch import nn
 
 import deepinside
-from deepinside.saliency import input_gradient, reduce_channels, resolve_targets
+from deepinside.engine import input_gradient
+from deepinside.saliency import reduce_channels
+from deepinside.targets import resolve_targets
 
 
 def numerical_gradient(model: nn.Module, x: torch.Tensor, c: int, eps: float = 1e-6):
@@ -121,16 +123,6 @@ def test_input_requires_grad_is_kept():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     deepinside.saliency(model, x)
     assert x.requires_grad and x.grad is None
-
-
-class Exploding(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = make_tiny()
-
-    def forward(self, x):
-        self.inner(x)
-        raise RuntimeError("boom half-way")
 
 
 @pytest.mark.parametrize("fast", [False, True])

@@ -2,56 +2,86 @@
 
 Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks: Visualising Image
 Classification Models and Saliency Maps" (https://arxiv.org/abs/1312.6034), and beyond.
+
+The public names below are imported on first use (PEP 562), so ``import deepinside`` is cheap
+and a process that needs only NumPy and OpenCV (a GrabCut worker) never loads torch.
 """
 
-from .classmodel import ClassModelResult, class_model
-from .evaluate.faithfulness import deletion_insertion, randomization_test
-from .images import ImageLoadError, expand_inputs, load_image, photos_to_batch, resize_maps
-from .localize import RECIPES, Localization, Recipe, localize
-from .methods import get_method, list_methods, register_method
-from .models import (
-    Classifier,
-    ModelLoadError,
-    Preprocessing,
-    imagenet_class_names,
-    list_models,
-    load_model,
-    load_state_dict_file,
-    register_model,
-)
-from .saliency import input_gradient, photo_maps, reduce_channels, resolve_targets, saliency
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Classifier",
-    "ClassModelResult",
-    "ImageLoadError",
-    "Localization",
-    "ModelLoadError",
-    "Preprocessing",
-    "Recipe",
-    "RECIPES",
-    "__version__",
-    "class_model",
-    "deletion_insertion",
-    "expand_inputs",
-    "get_method",
-    "imagenet_class_names",
-    "input_gradient",
-    "list_methods",
-    "list_models",
-    "load_image",
-    "load_model",
-    "load_state_dict_file",
-    "localize",
-    "photo_maps",
-    "photos_to_batch",
-    "randomization_test",
-    "reduce_channels",
-    "register_method",
-    "register_model",
-    "resize_maps",
-    "resolve_targets",
-    "saliency",
-]
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "ClassModelResult": "classmodel",
+    "class_model": "classmodel",
+    "deletion_insertion": "evaluate.faithfulness",
+    "randomization_test": "evaluate.faithfulness",
+    "ImageLoadError": "images",
+    "as_photos": "images",
+    "expand_inputs": "images",
+    "iter_photo_batches": "images",
+    "load_image": "images",
+    "photo_maps": "images",
+    "photos_to_batch": "images",
+    "resize_maps": "images",
+    "RECIPES": "localize",
+    "Localization": "localize",
+    "Recipe": "localize",
+    "localize": "localize",
+    "get_method": "methods",
+    "list_methods": "methods",
+    "register_method": "methods",
+    "Classifier": "models",
+    "ModelLoadError": "models",
+    "Preprocessing": "models",
+    "imagenet_class_names": "models",
+    "list_models": "models",
+    "load_model": "models",
+    "load_state_dict_file": "models",
+    "register_model": "models",
+    "capture_layer": "engine",
+    "forward_logits": "engine",
+    "input_gradient": "engine",
+    "class_score": "targets",
+    "resolve_targets": "targets",
+    "reduce_channels": "saliency",
+    "saliency": "saliency",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepinside' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``deepinside.saliency`` and ``deepinside.localize`` the functions.
+
+    Importing a submodule binds it as an attribute of the package; where a public function has
+    the submodule's name, the function wins (the submodule stays in ``sys.modules``).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            self.__dict__.pop(name, None)  # resolved again, as the function, on next access
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

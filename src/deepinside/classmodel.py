@@ -28,13 +28,13 @@ Three modes, one batch of images for all classes at once:
 All randomness (initialisation and transforms) comes from generators seeded with ``seed``, so a
 run is reproducible on a given device. The caller's model is never changed: it runs in eval mode
 (flags restored), gradients are taken only with respect to the image parameters, and by default
-a private batch-norm-folded copy is used (:mod:`deepinside.fastmodel`).
+a private batch-norm-folded copy is used (:mod:`deepinside.fastmodel`, through
+:mod:`deepinside.engine`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -43,9 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fastmodel import fast_copy
+from .engine import module_of, network
+from .filters import gaussian_blur
 from .models import Classifier, Preprocessing
-from .saliency import eval_mode, module_of
+from .targets import class_indices
 
 __all__ = [
     "MODES",
@@ -149,25 +150,6 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> Tensor:
     return torch.rand(n, generator=g) * (hi - lo) + lo
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> Tensor:
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-def _blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``Tensor[N, C, H, W]`` (reflect padding)."""
-    if sigma <= 0:
-        return x
-    k = _gaussian_kernel(sigma, x.device, x.dtype)
-    r = k.numel() // 2
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def random_transform(
     x: Tensor,
     g: torch.Generator,
@@ -216,7 +198,7 @@ def random_transform(
     y = y + 0.5
     if blur > 0:
         mix = mix.to(device=dev, dtype=dt)
-        y = torch.lerp(y, _blur(y, 1.0), mix)
+        y = torch.lerp(y, gaussian_blur(y, 1.0), mix)
     y = (y - 0.5) * gain.to(device=dev, dtype=dt) + 0.5 + offset.to(device=dev, dtype=dt)
     if noise > 0:
         y = y + noise * torch.randn(y.shape, generator=noise_g, device=dev, dtype=dt)
@@ -244,28 +226,6 @@ def stretch(images: Tensor, percentile: float = 0.5) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- the ascent
-
-
-def _resolve_classes(model: Classifier | nn.Module, classes) -> list[int]:
-    if isinstance(classes, (int, str)) or (isinstance(classes, Tensor) and classes.dim() == 0):
-        classes = [classes]
-    if isinstance(classes, Tensor):
-        classes = classes.tolist()
-    out = []
-    for c in classes:
-        if isinstance(c, bool):
-            raise TypeError("a class must be an int or a name, not a bool")
-        if not isinstance(c, str):
-            c = operator.index(c)  # ints, NumPy integers
-        if isinstance(model, Classifier):
-            out.append(model.class_index(c))
-        elif isinstance(c, int):
-            out.append(c)
-        else:
-            raise TypeError("class names need a deepinside Classifier; give indices instead")
-    if not out:
-        raise ValueError("no classes given")
-    return out
 
 
 def _size(model: Classifier | nn.Module, size) -> tuple[int, int]:
@@ -354,7 +314,7 @@ def class_model(
         raise ValueError("steps must be at least 1")
     if snapshots < 0:
         raise ValueError("snapshots must be >= 0")
-    targets = _resolve_classes(model, classes)
+    targets = class_indices(classes, model if isinstance(model, Classifier) else None)
     hw = _size(model, size)
     pre = model.preprocessing if isinstance(model, Classifier) else Preprocessing()
     module = module_of(model)
@@ -373,29 +333,21 @@ def class_model(
     snaps: list[Tensor] = []
     history: list[Tensor] = []
 
-    with eval_mode(module):
-        example = torch.zeros((n * int(opts.get("copies", 1)), 3, *hw), device=dev, dtype=dt)
-        net = fast_copy(module, example) if fast else None
-        cl = net is not None
-        net = module if net is None else net
+    example = torch.zeros((1, 3, *hw), device=dev, dtype=dt)
+    with network(model, example, fast=fast) as net, torch.enable_grad():
 
         def logits_of(x: Tensor) -> Tensor:
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
             out = net(x)
-            if not isinstance(out, Tensor) or out.dim() != 2:
-                raise ValueError("the model must return logits Tensor[B, K]")
             if max(targets) >= out.shape[1] or min(targets) < 0:
                 raise ValueError(f"class out of range 0..{out.shape[1] - 1}: {targets}")
             return out
 
-        with torch.enable_grad():
-            if mode == "lucid":
-                raw, pixels = _run_lucid(logits_of, t, hw, opts, g, noise_g, mean, std, dev, dt,
-                                         snap_at, snaps, history, progress)
-            else:
-                raw, pixels = _run_pixels(logits_of, t, hw, opts, g, mean, std, dev, dt,
-                                          snap_at, snaps, history, progress)
+        if mode == "lucid":
+            raw, pixels = _run_lucid(logits_of, t, hw, opts, g, noise_g, mean, std, dev, dt,
+                                     snap_at, snaps, history, progress)
+        else:
+            raw, pixels = _run_pixels(logits_of, t, hw, opts, g, mean, std, dev, dt,
+                                      snap_at, snaps, history, progress)
     return ClassModelResult(
         images=pixels.detach().float().cpu(),
         classes=t.cpu(),
@@ -436,7 +388,7 @@ def _run_pixels(logits_of, t, hw, o, g, mean, std, dev, dt, snap_at, snaps, hist
                 scale = grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
                 x = (x + lr * grad / scale) * (1 - float(o["decay"]))
                 if o["blur_every"] and (step + 1) % int(o["blur_every"]) == 0:
-                    x = _blur(x, float(o["blur_sigma"]))
+                    x = gaussian_blur(x, float(o["blur_sigma"]))
                 x = torch.maximum(torch.minimum(x, hi), lo)
             if step + 1 in snap_at:
                 snaps.append((x * std + mean).clamp(0, 1).float().cpu())

@@ -1,15 +1,24 @@
-"""Reading photos safely, finding them on disk, batching them, and resizing maps back.
+"""The photo pipeline: inputs -> checked photos -> batches -> maps at each photo's own size.
 
 Every photo becomes an 8-bit RGB ``PIL.Image`` with its EXIF orientation applied. Grey, palette,
 alpha (composited over white), CMYK and 16-bit modes are converted. Decompression bombs, corrupt,
 truncated, empty and non-image files raise :class:`ImageLoadError` whose message names the file.
+
+- :func:`expand_inputs`: files, directories and glob patterns -> files.
+- :func:`open_photo` / :func:`as_photos`: a path, a PIL image or a uint8 array -> RGB photo.
+- :func:`iter_photo_batches`: any inputs (or dataset records) -> batches of loaded photos; each
+  input that fails is reported once as ``(input, reason)`` through one callback, and the others
+  go on. The command line, the evaluation runner and ``evaluate compare`` all read through it.
+- :func:`photos_to_batch`: photos -> ``Tensor[B, 3, H, W]`` at the model's input size.
+- :func:`photo_maps`: photos -> one map per photo (and target), resized back to the photo.
 """
 
 from __future__ import annotations
 
 import glob
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +27,25 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .models import Preprocessing
+from .models import Classifier, Preprocessing
+from .targets import ScoreFn, Target, resolve_targets
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "ImageLoadError",
+    "PhotoBatch",
+    "as_photos",
     "expand_inputs",
+    "iter_photo_batches",
     "load_image",
+    "open_photo",
+    "photo_maps",
     "photos_to_batch",
     "resize_maps",
 ]
+
+OnFailure = Callable[[object, str], None]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 MAX_PIXELS = 89_478_485  # Pillow's own threshold for a decompression-bomb warning
@@ -163,3 +180,199 @@ def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def resize_maps_to(maps: Tensor, photos: Sequence[Image.Image]) -> list[np.ndarray]:
+    """Maps ``Tensor[N, (k,) h, w]`` -> float32 arrays at each photo's ``(height, width)``."""
+    out = []
+    for photo, m in zip(photos, maps.detach().float()):
+        m = m if m.dim() == 3 else m[None]
+        a = resize_maps(m, (photo.height, photo.width)).cpu().numpy()
+        out.append(np.ascontiguousarray(a if maps.dim() == 4 else a[0], dtype=np.float32))
+    return out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def open_photo(item: str | Path | Image.Image | np.ndarray) -> Image.Image:
+    """One photo from a path (read by :func:`load_image`), a PIL image or a uint8 array.
+
+    Raises:
+        ImageLoadError: unreadable file, or an array that is not an (H, W) / (H, W, 3|4) image.
+        TypeError: anything else.
+    """
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray):
+        a = item
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or 0 in a.shape:
+            raise ImageLoadError(f"array of shape {a.shape} is not an image (H, W) or (H, W, 3)")
+        if a.dtype != np.uint8:
+            if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+                raise ImageLoadError(f"array of {a.dtype} with non-finite values is not an image")
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[..., 0]
+        return to_rgb(Image.fromarray(np.ascontiguousarray(a)))
+    raise TypeError(f"a photo must be a path, a PIL image or a uint8 array, got {type(item)}")
+
+
+def as_photos(images: object) -> list[Image.Image]:
+    """A photo or a sequence of photos (paths, PIL images, uint8 arrays) -> RGB photos.
+
+    Raises:
+        ValueError: no photos. ImageLoadError / TypeError: as :func:`open_photo`.
+    """
+    if isinstance(images, (Image.Image, np.ndarray, str, Path)):
+        images = [images]
+    photos = [open_photo(im) for im in images]  # type: ignore[union-attr]
+    if not photos:
+        raise ValueError("no images given")
+    return photos
+
+
+@dataclass
+class PhotoBatch:
+    """Photos loaded together.
+
+    Attributes:
+        items: the inputs whose photos loaded (paths, or the caller's records).
+        photos: their RGB photos, in the same order.
+        failed: how many inputs failed since the previous batch (each already reported).
+    """
+
+    items: list = field(default_factory=list)
+    photos: list[Image.Image] = field(default_factory=list)
+    failed: int = 0
+
+    @property
+    def paths(self) -> list:
+        """The items (alias for batches of paths)."""
+        return self.items
+
+
+def iter_photo_batches(
+    items: Iterable,
+    batch_size: int,
+    on_failure: OnFailure | None = None,
+    *,
+    source: Callable[[object], object] | None = None,
+) -> Iterator[PhotoBatch]:
+    """Load photos in batches; an input that fails is reported and skipped, the others go on.
+
+    Args:
+        items: paths, PIL images, arrays, or records holding one (see ``source``).
+        batch_size: photos per batch (the last may be smaller).
+        on_failure: called with ``(item, reason)`` for each photo that cannot be read.
+        source: what to open for an item (default: the item itself), e.g. ``lambda r: r.path``.
+
+    Yields:
+        :class:`PhotoBatch`; a batch may be empty when only failures happened since the last
+        one (its ``failed`` count lets a progress bar advance).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    batch = PhotoBatch()
+    for item in items:
+        src = item if source is None else source(item)
+        try:
+            photo = open_photo(src)  # type: ignore[arg-type]
+        except (ImageLoadError, TypeError) as e:
+            reason = str(e)
+            if isinstance(src, (str, Path)):
+                reason = reason.removeprefix(f"{src}: ")
+            if on_failure is not None:
+                on_failure(src if isinstance(src, (str, Path)) else item, reason)
+            batch.failed += 1
+            if not batch.items:
+                yield batch
+                batch = PhotoBatch()
+            continue
+        batch.items.append(item)
+        batch.photos.append(photo)
+        if len(batch.items) == batch_size:
+            yield batch
+            batch = PhotoBatch()
+    if batch.items or batch.failed:
+        yield batch
+
+
+# ----------------------------------------------------------------------------- maps
+
+
+def photo_maps(
+    model: Classifier,
+    photos: Sequence[Image.Image],
+    target: Target = None,
+    *,
+    method: str | Callable[..., Tensor] = "gradient",
+    batch_size: int = 16,
+    device: torch.device | str | None = None,
+    progress: Callable[[int], None] | None = None,
+    **options: object,
+) -> tuple[list[np.ndarray], Tensor | ScoreFn, Tensor]:
+    """Maps for whole photos, each resized back to the photo's own height and width.
+
+    Each photo is resized (no crop) to the model's input size, so the map covers the whole
+    photo; the map is then resized bilinearly to the photo's size. The targets are resolved on
+    one forward pass per batch; ``"top<k>"`` gives ``k`` maps per photo (the photo is
+    repeated ``k`` times in the method's batch).
+
+    Args:
+        model: the classifier (its preprocessing is used).
+        photos: RGB PIL images.
+        target: see :mod:`deepinside.targets`; a sequence / tensor has one entry per photo.
+        method: a registered method name (default: the paper's ``"gradient"``) or
+            ``f(model, images, target, **options) -> Tensor[B, H, W]``.
+        batch_size: photos per forward/backward pass.
+        device: where the inputs go (default: the model's device).
+        progress: called with the number of photos done after each batch.
+        **options: options of the method.
+
+    Returns:
+        ``(maps, targets, logits)``: float32 arrays of shape (height, width) (``(k, height,
+        width)`` for top-k), one per photo; the class each map explains (``Tensor[N]`` /
+        ``Tensor[N, k]``, or the target callable); and the logits ``Tensor[N, K]`` of the
+        resized photos.
+    """
+    from .engine import forward_logits
+    from .methods import get_method
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    fn = get_method(method) if isinstance(method, str) else method
+    dev = torch.device(device) if device is not None else model.device
+    per_photo = target is not None and not isinstance(target, (int, np.integer, str)) and not (
+        callable(target) and not isinstance(target, Tensor))
+    if per_photo:
+        items = target.cpu() if isinstance(target, Tensor) else list(target)  # type: ignore
+        if len(items) != len(photos):
+            raise ValueError(f"got {len(items)} targets for {len(photos)} photos")
+    maps: list[np.ndarray] = []
+    targets: list[Tensor] = []
+    all_logits: list[Tensor] = []
+    t: Tensor | ScoreFn = target  # type: ignore[assignment]
+    for start in range(0, len(photos), batch_size):
+        chunk = photos[start : start + batch_size]
+        x = photos_to_batch(chunk, model.preprocessing, crop=False).to(dev, model.dtype)
+        logits = forward_logits(model, x)
+        want = items[start : start + len(chunk)] if per_photo else target
+        t = resolve_targets(want, logits, model)  # type: ignore[arg-type]
+        if isinstance(t, Tensor) and t.dim() == 2:  # top-k: the photo once per class
+            k = t.shape[1]
+            m = fn(model, x.repeat_interleave(k, 0), t.reshape(-1), **options)
+            m = m.reshape(len(chunk), k, *m.shape[1:])
+        else:
+            m = fn(model, x, t, **options)
+        maps.extend(resize_maps_to(m, chunk))
+        if isinstance(t, Tensor):
+            targets.append(t.cpu())
+        all_logits.append(logits.float().cpu())
+        if progress is not None:
+            progress(len(chunk))
+    if targets:
+        t = torch.cat(targets)
+    return maps, t, torch.cat(all_logits)

@@ -34,10 +34,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from .registry import Registry
 
 __all__ = [
     "RECIPES",
@@ -45,8 +46,8 @@ __all__ = [
     "Recipe",
     "get_recipe",
     "localize",
+    "blur_map",
     "mask_to_box",
-    "photo_saliency_maps",
     "recipe_maps",
     "segment_map",
 ]
@@ -123,24 +124,26 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
 
-RECIPES: dict[str, Recipe] = {
-    "paper": Recipe(name="paper"),
-    "paper-energy": Recipe(name="paper-energy", component="energy"),
-    "gradcam-20": Recipe(name="gradcam-20", method="gradcam", segment="threshold",
-                         threshold=0.2),
-    "gradcam-30": Recipe(name="gradcam-30", method="gradcam", segment="threshold",
-                         threshold=0.3),
-    "default": Recipe(name="default", method="gradcam", combine="gradient", combine_smooth=0.04,
-                      segment="threshold", threshold=0.3),
-}
+RECIPES: Registry[Recipe] = Registry("recipe")
+for _r in (
+    Recipe(name="paper"),
+    Recipe(name="paper-energy", component="energy"),
+    Recipe(name="gradcam-20", method="gradcam", segment="threshold", threshold=0.2),
+    Recipe(name="gradcam-30", method="gradcam", segment="threshold", threshold=0.3),
+    Recipe(name="default", method="gradcam", combine="gradient", combine_smooth=0.04,
+           segment="threshold", threshold=0.3),
+):
+    RECIPES.register(_r.name, _r)
 
 
 def get_recipe(recipe: str | Recipe, **overrides: object) -> Recipe:
-    """A recipe by name (see :data:`RECIPES`) or as given, with fields overridden."""
+    """A recipe by name (see :data:`RECIPES`) or as given, with fields overridden.
+
+    Raises:
+        KeyError: unknown name (with the closest names). TypeError: neither name nor Recipe.
+    """
     if isinstance(recipe, str):
-        if recipe not in RECIPES:
-            raise KeyError(f"unknown recipe {recipe!r} (known: {', '.join(RECIPES)})")
-        recipe = RECIPES[recipe]
+        recipe = RECIPES.get(recipe)
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a name or a Recipe, got {type(recipe).__name__}")
     return recipe.replace(**overrides) if overrides else recipe
@@ -161,16 +164,23 @@ def mask_to_box(mask: np.ndarray) -> Box | None:
     return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
 
 
-def _prepare_map(m: np.ndarray, recipe: Recipe) -> np.ndarray:
+def blur_map(m: np.ndarray, smooth: float) -> np.ndarray:
+    """Gaussian blur of a map (H, W), sigma = ``smooth`` times its shorter side (reflect border).
+
+    The one blur of maps as NumPy arrays (OpenCV); tensors use
+    :func:`deepinside.filters.gaussian_blur`.
+    """
     import cv2
 
+    sigma = smooth * min(m.shape) if m.size > 1 else 0.0
+    if sigma <= 0:
+        return m
+    return cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _prepare_map(m: np.ndarray, recipe: Recipe) -> np.ndarray:
     m = np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if recipe.smooth > 0 and m.size > 1:
-        sigma = recipe.smooth * min(m.shape)
-        if sigma > 0:
-            m = cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma,
-                                 borderType=cv2.BORDER_REFLECT)
-    return m
+    return blur_map(m, recipe.smooth)
 
 
 def _grabcut(photo: np.ndarray, m: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, str]:
@@ -279,93 +289,28 @@ def segment_map(
 # ----------------------------------------------------------------------------- maps
 
 
-def _last_conv_layer(module):
-    from torch import nn
-
-    last = None
-    for mod in module.modules():
-        if isinstance(mod, (nn.Conv2d, nn.BatchNorm2d)):
-            last = mod
-    if last is None:
-        raise ValueError("the model has no Conv2d or BatchNorm2d layer for Grad-CAM")
-    return last
-
-
-def _gradcam(model, images, target=None, *, layer=None):
-    """Grad-CAM on the model's last convolution / batch-norm layer (a private fallback).
-
-    Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391. The layer's output is replaced, in a
-    forward hook registered for this call only, by a detached copy that requires grad, so the
-    gradient is taken with respect to the activation alone (no weight gradient). Used when the
-    methods registry has no ``"gradcam"``.
-
-    Args:
-        model: a Classifier or ``nn.Module``.
-        images: ``Tensor[B, C, H, W]``.
-        target: as for :func:`deepinside.saliency`.
-
-    Returns:
-        ``Tensor[B, H, W]``: ReLU of the gradient-weighted channel sum, upsampled bilinearly.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from .saliency import check_images, eval_mode, module_of, resolve_targets
-
-    check_images(images)
-    module = module_of(model)
-    layer = layer or _last_conv_layer(module)
-    store: dict = {}
-
-    def hook(_mod, _inp, out):
-        a = out.detach().requires_grad_(True)
-        store["a"] = a
-        return a
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with eval_mode(module), torch.enable_grad():
-            logits = module(images.detach())
-            t = resolve_targets(target, logits)
-            (g,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), store["a"])
-    finally:
-        handle.remove()
-    a = store["a"].detach()
-    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))
-    cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear",
-                        align_corners=False)[:, 0]
-    return cam.to(images.dtype)
-
-
-def map_function(name: str) -> Callable:
-    """The attribution function registered as ``name`` (``"gradcam"`` falls back to ours)."""
-    from .methods import get_method
-
-    try:
-        return get_method(name)
-    except KeyError:
-        if name == "gradcam":
-            return _gradcam
-        raise
-
-
 def _unit_max(m: np.ndarray) -> np.ndarray:
     top = float(np.max(m)) if m.size else 0.0
     return m / top if top > 0 and np.isfinite(top) else m
 
 
-def photo_saliency_maps(
-    model, photos: Sequence, targets, method: str | Callable = "gradient", *,
-    flip: bool = False, batch_size: int = 16,
+def recipe_maps(
+    model, photos: Sequence, targets, recipe: Recipe, method: str | Callable | None = None, *,
+    batch_size: int = 16,
 ) -> tuple[list[np.ndarray], object]:
-    """Maps for given classes at each photo's own size, optionally averaged with the mirror.
+    """The maps a recipe segments, at each photo's own size (the photo pipeline's maps).
+
+    The recipe's method (or ``method``) for the given classes; with ``recipe.flip`` averaged
+    with the (mirrored back) map of the mirrored photo, each scaled to maximum 1; with
+    ``recipe.combine``, the geometric mean with the second method's map, blurred by
+    ``recipe.combine_smooth``.
 
     Args:
         model: a :class:`deepinside.Classifier`.
         photos: RGB PIL images.
         targets: one class per photo (``Tensor[N]`` or a sequence of ints), or ``None`` (top-1).
+        recipe: the :class:`Recipe`.
         method: a method name or ``f(model, images, target) -> Tensor[B, H, W]``.
-        flip: also map the mirrored photo and average (each map scaled to max 1 first).
         batch_size: photos per pass.
 
     Returns:
@@ -374,41 +319,24 @@ def photo_saliency_maps(
     """
     from PIL import ImageOps
 
-    from .saliency import photo_maps
+    from .images import photo_maps
 
-    fn = map_function(method) if isinstance(method, str) else method
-    maps, t, logits = photo_maps(model, list(photos), targets, method=fn, batch_size=batch_size)
-    if flip:
-        mirrored = [ImageOps.mirror(p) for p in photos]
-        fmaps, _, _ = photo_maps(model, mirrored, t, method=fn, batch_size=batch_size)
-        maps = [0.5 * (_unit_max(a) + _unit_max(b[:, ::-1])) for a, b in zip(maps, fmaps)]
-    return [np.ascontiguousarray(m, dtype=np.float32) for m in maps], logits
+    photos = list(photos)
+    mirrored = [ImageOps.mirror(p) for p in photos] if recipe.flip else []
 
+    def maps_of(name, classes):
+        maps, t, logits = photo_maps(model, photos, classes, method=name, batch_size=batch_size)
+        if recipe.flip:
+            back, _, _ = photo_maps(model, mirrored, t, method=name, batch_size=batch_size)
+            maps = [0.5 * (_unit_max(a) + _unit_max(b[:, ::-1])) for a, b in zip(maps, back)]
+        return [np.ascontiguousarray(m, dtype=np.float32) for m in maps], t, logits
 
-def recipe_maps(
-    model, photos: Sequence, targets, recipe: Recipe, method: str | Callable | None = None, *,
-    batch_size: int = 16,
-) -> tuple[list[np.ndarray], object]:
-    """The maps a recipe segments: its method's (or ``method``'s), mirrored and combined as
-    the recipe says. Same arguments and result as :func:`photo_saliency_maps`."""
-    maps, logits = photo_saliency_maps(model, photos, targets, method or recipe.method,
-                                       flip=recipe.flip, batch_size=batch_size)
+    maps, t, logits = maps_of(method or recipe.method, targets)
     if recipe.combine:
-        import cv2
-
-        if targets is None:
-            targets = logits.argmax(dim=1)
-        other, _ = photo_saliency_maps(model, photos, targets, recipe.combine,
-                                       flip=recipe.flip, batch_size=batch_size)
-        out = []
-        for a, b in zip(maps, other):
-            sigma = recipe.combine_smooth * min(b.shape)
-            if sigma > 0:
-                b = cv2.GaussianBlur(b, (0, 0), sigmaX=sigma, sigmaY=sigma,
-                                     borderType=cv2.BORDER_REFLECT)
-            prod = np.clip(_unit_max(a), 0, None) * np.clip(_unit_max(b), 0, None)
-            out.append(np.sqrt(prod).astype(np.float32))
-        maps = out
+        other, _, _ = maps_of(recipe.combine, t)
+        maps = [np.sqrt(np.clip(_unit_max(a), 0, None)
+                        * np.clip(_unit_max(blur_map(b, recipe.combine_smooth)), 0, None))
+                .astype(np.float32) for a, b in zip(maps, other)]
     return maps, logits
 
 
@@ -445,28 +373,6 @@ class Localization:
                 "logit": self.logit, "box": list(self.box), "note": self.note}
 
 
-def _as_photos(images) -> list:
-    from PIL import Image
-
-    from .images import load_image
-
-    if isinstance(images, (Image.Image, np.ndarray, str, Path)):
-        images = [images]
-    photos = []
-    for im in images:
-        if isinstance(im, (str, Path)):
-            photos.append(load_image(im))
-        elif isinstance(im, np.ndarray):
-            photos.append(Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB"))
-        elif isinstance(im, Image.Image):
-            photos.append(im.convert("RGB"))
-        else:
-            raise TypeError(f"images must be PIL images, uint8 arrays or paths, got {type(im)}")
-    if not photos:
-        raise ValueError("no images given")
-    return photos
-
-
 def localize(
     model,
     images,
@@ -487,7 +393,8 @@ def localize(
         model: a :class:`deepinside.Classifier`.
         images: a photo or a sequence of photos: PIL images, uint8 arrays (H, W, 3) or paths.
         top_k: how many of each photo's top classes to localise (ignored with ``target``).
-        target: ``None`` (the top-k classes), an ``int`` for every photo, or one int per photo.
+        target: ``None`` (the top-k classes), a class (index or name) for every photo, one per
+            photo, or ``"top<k>"`` (see :mod:`deepinside.targets`).
         method: attribution method name (default: the recipe's; ``"gradient"`` for the paper).
         recipe: a name of :data:`RECIPES` or a :class:`Recipe`.
         seed: GrabCut's random seed (``cv2.setRNGSeed``).
@@ -505,30 +412,26 @@ def localize(
     """
     import torch
 
-    from .images import photos_to_batch
-    from .saliency import eval_mode
+    from .engine import forward_logits
+    from .images import as_photos, photos_to_batch
+    from .targets import resolve_targets
 
     rec = get_recipe(recipe, **overrides)
     method = method or rec.method
-    photos = _as_photos(images)
+    photos = as_photos(images)
     n = len(photos)
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
-    with torch.no_grad(), eval_mode(model.module):
-        logits = torch.cat([
-            model(photos_to_batch(photos[i:i + batch_size], model.preprocessing, crop=False)
-                  .to(model.device, model.dtype)).float().cpu()
-            for i in range(0, n, batch_size)
-        ])
-    k = logits.shape[1]
-    if target is None:
-        classes = logits.topk(min(top_k, k), dim=1).indices
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        classes = torch.full((n, 1), int(target), dtype=torch.long)
-    else:
-        classes = torch.as_tensor(target, dtype=torch.long).reshape(n, -1)
-    if int(classes.min()) < 0 or int(classes.max()) >= k:
-        raise ValueError(f"target class out of range 0..{k - 1}")
+    logits = torch.cat([
+        forward_logits(model, photos_to_batch(photos[i:i + batch_size], model.preprocessing)
+                       .to(model.device, model.dtype)).float().cpu()
+        for i in range(0, n, batch_size)
+    ])
+    classes = resolve_targets(f"top{top_k}" if target is None else target, logits, model)
+    if not isinstance(classes, torch.Tensor):
+        raise TypeError("localize needs classes (an int, a name, one per photo or top-k), "
+                        "not a callable")
+    classes = classes.reshape(n, -1)
     probs = torch.softmax(logits, dim=1)
     flat_photos = [photos[i] for i in range(n) for _ in range(classes.shape[1])]
     maps, _ = recipe_maps(model, flat_photos, classes.reshape(-1), rec, method,

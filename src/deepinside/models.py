@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
+import copy
 import importlib
 import math
 import re
@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch import Tensor, nn
+
+from .registry import Registry, close_matches, did_you_mean
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -219,7 +221,7 @@ class Classifier:
             alts = ", ".join(f"{i} ({self.class_names[i]})" for i in hits)
             raise ValueError(f"class name {key!r} is ambiguous: {alts}; give the index")
         vocab = {s: i for i, d in enumerate(self.class_names) for s in _synonyms(d)}
-        close = difflib.get_close_matches(want, list(vocab), n=5, cutoff=0.6)
+        close = close_matches(want, vocab, n=5)
         hint = "; did you mean " + ", ".join(f"{c!r} ({vocab[c]})" for c in close) if close else ""
         raise ValueError(f"unknown class {key!r}{hint}")
 
@@ -293,22 +295,19 @@ def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) ->
 # ----------------------------------------------------------------------------- registry
 
 _Builder = Callable[[str | None], Classifier]
-_REGISTRY: dict[str, tuple[_Builder, str]] = {}
+MODELS: Registry[tuple[_Builder, str]] = Registry(
+    "model", hint="or timm:<name>, torchvision:<name>")
 
 
 def register_model(name: str, description: str) -> Callable[[_Builder], _Builder]:
     """Register a builder ``f(weights_path_or_None) -> Classifier`` under ``name``."""
-
-    def deco(fn: _Builder) -> _Builder:
-        _REGISTRY[name] = (fn, description)
-        return fn
-
-    return deco
+    return MODELS.decorator(name, lambda fn: (fn, description))
 
 
-def list_models() -> dict[str, str]:
-    """Named models (besides ``timm:<name>`` and ``torchvision:<name>``) and their description."""
-    return {k: d for k, (_, d) in _REGISTRY.items()}
+def list_models(pattern: str | None = None) -> dict[str, str]:
+    """Named models (besides ``timm:<name>`` and ``torchvision:<name>``) and their description,
+    those matching a glob ``pattern`` if one is given."""
+    return {k: MODELS[k][1] for k in MODELS.list(pattern)}
 
 
 _LITE_PACKAGE_BLOCK = {
@@ -438,9 +437,7 @@ def _load_timm(name: str, weights: str | None) -> Classifier:
     import timm
 
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}" if close else ""
-        raise ModelLoadError(f"timm has no model {name!r}{hint}")
+        raise ModelLoadError(f"timm has no model {name!r}{did_you_mean(name, timm.list_models())}")
     try:
         with _hub_offline_unless_reachable("huggingface.co"):
             model = timm.create_model(name, pretrained=weights is None)
@@ -463,8 +460,7 @@ def _load_torchvision(name: str, weights: str | None) -> Classifier:
     from torchvision import models as tvm
 
     if name not in tvm.list_models():
-        close = difflib.get_close_matches(name, tvm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}" if close else ""
+        hint = did_you_mean(name, tvm.list_models())
         raise ModelLoadError(f"torchvision has no model {name!r}{hint}")
     wenum = tvm.get_model_weights(name).DEFAULT
     if weights is None:
@@ -515,7 +511,9 @@ def load_model(
     Returns:
         A :class:`Classifier`. For a named model, the module is a new one owned by the
         classifier. An ``nn.Module`` from the caller is used as it is, not copied, frozen or
-        moved: the attribution functions leave it exactly as they found it.
+        moved (the attribution functions leave it exactly as they found it), except that
+        ``weights`` are loaded into it, and with a ``device`` it is not on, the classifier
+        gets a copy on that device.
 
     Raises:
         ModelLoadError: unknown name, missing weights package, unavailable download, or a
@@ -524,8 +522,10 @@ def load_model(
     if isinstance(name, nn.Module):
         if weights is not None:
             _load_strict(name, load_state_dict_file(weights), f"weights file {weights}")
-        if device is not None:
-            name = name.to(device)
+        if device is not None and any(
+            t.device != torch.device(device) for t in (*name.parameters(), *name.buffers())
+        ):
+            name = copy.deepcopy(name).to(device)  # the caller's module stays where it is
         names = list(class_names) if class_names is not None else imagenet_class_names()
         return Classifier(name, preprocessing or Preprocessing(), names, type(name).__name__)
     weights = str(weights) if weights is not None else None
@@ -533,15 +533,12 @@ def load_model(
         clf = _load_timm(name[5:], weights)
     elif name.startswith("torchvision:"):
         clf = _load_torchvision(name[12:], weights)
-    elif name in _REGISTRY:
-        clf = _REGISTRY[name][0](weights)
     else:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}" if close else ""
-        raise ModelLoadError(
-            f"unknown model {name!r}{hint} (named models: {', '.join(_REGISTRY)}; "
-            "or timm:<name>, torchvision:<name>)"
-        )
+        try:
+            build, _ = MODELS.get(name)
+        except KeyError as e:
+            raise ModelLoadError(str(e).strip("'\"")) from None
+        clf = build(weights)
     _freeze(clf.module, device)
     if preprocessing is not None:
         clf.preprocessing = preprocessing

@@ -1,4 +1,5 @@
-"""Figures: heat maps, overlays, boxes and grids (NumPy and Matplotlib, no screen needed)."""
+"""Every figure: heat maps, overlays, labels, boxes and masks, grids (NumPy, Pillow, Matplotlib;
+no screen needed). The command line, the demo and the evaluation draw only through here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-__all__ = ["heatmap", "normalize_map", "overlay", "save_figure", "save_png", "to_uint8"]
+__all__ = [
+    "COLOURS",
+    "draw_localizations",
+    "grid_image",
+    "heatmap",
+    "label_image",
+    "normalize_map",
+    "overlay",
+    "save_figure",
+    "save_gif",
+    "save_png",
+    "to_uint8",
+    "uint8_images",
+]
+
+COLOURS = [(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255, 120, 255)]
 
 
 def normalize_map(m: np.ndarray, percentile: float = 99.5) -> np.ndarray:
@@ -90,4 +106,86 @@ def save_figure(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return Path(path)
+
+
+def uint8_images(images) -> list[np.ndarray]:
+    """``Tensor[N, 3, H, W]`` in [0, 1] -> a list of uint8 (H, W, 3) arrays."""
+    a = (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5)
+    return list(a.astype(np.uint8))
+
+
+def label_image(img: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` on a black band in the top-left corner of an image (uint8 H, W, 3)."""
+    from PIL import ImageDraw
+
+    im = Image.fromarray(img)
+    d = ImageDraw.Draw(im)
+    box = d.textbbox((4, 4), text)
+    d.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
+    d.text((4, 4), text, fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+def draw_localizations(photo: Image.Image, locs: Sequence) -> np.ndarray:
+    """The photo with each localisation's mask tinted and its box labelled, uint8 (H, W, 3).
+
+    Args:
+        photo: the RGB photo.
+        locs: :class:`deepinside.Localization` objects (``mask``, ``box``, ``name``, ``prob``),
+            best first; each gets the next colour of :data:`COLOURS`.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    a = np.asarray(photo.convert("RGB"), dtype=np.float32)
+    for i, loc in reversed(list(enumerate(locs))):
+        c = np.array(COLOURS[i % len(COLOURS)], dtype=np.float32)
+        a[loc.mask] = 0.6 * a[loc.mask] + 0.4 * c
+    im = Image.fromarray(a.clip(0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    width = max(2, round(min(im.size) / 150))
+    try:
+        font = ImageFont.load_default(size=max(10, round(min(im.size) / 22)))
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    for i, loc in enumerate(locs):
+        c = COLOURS[i % len(COLOURS)]
+        x0, y0, x1, y1 = loc.box
+        d.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=c, width=width)
+        text = f"{loc.name} {loc.prob:.2f}"
+        tb = d.textbbox((x0 + width + 2, y0 + width + 2), text, font=font)
+        d.rectangle((tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2), fill=(0, 0, 0))
+        d.text((x0 + width + 2, y0 + width + 2), text, fill=c, font=font)
+    return np.asarray(im)
+
+
+def grid_image(images: Sequence[np.ndarray], labels: Sequence[str],
+               columns: int | None = None) -> np.ndarray:
+    """Images (uint8 (H, W, 3), same size) in a grid with a label under each; uint8 array."""
+    from PIL import ImageDraw, ImageFont
+
+    n = len(images)
+    cols = columns or min(n, 5)
+    rows = (n + cols - 1) // cols
+    h, w = images[0].shape[:2]
+    pad, band = 4, 20
+    canvas = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + band + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, (img, label) in enumerate(zip(images, labels)):
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (w + pad), pad + r * (h + band + pad)
+        canvas.paste(Image.fromarray(img), (x0, y0))
+        text = label
+        while text and draw.textlength(text, font=font) > w:
+            text = text[:-1]
+        tw = draw.textlength(text, font=font)
+        draw.text((x0 + (w - tw) / 2, y0 + h + 4), text, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str | Path, duration_ms: int = 400) -> Path:
+    """Write uint8 (H, W, 3) frames as a looping GIF."""
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return Path(path)

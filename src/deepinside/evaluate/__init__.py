@@ -1,23 +1,49 @@
 """Evaluation of what saliency maps are good for: dataset readers, metrics, and the runner.
 
 - :mod:`.datasets`: :func:`read_dataset` (JSON, ILSVRC / PASCAL VOC XML, CSV of boxes).
-- :mod:`.metrics`: box arithmetic, localisation accuracies, the pointing game, energy in boxes.
+- :mod:`.metrics`: box arithmetic, localisation accuracies, the pointing game, energy in boxes
+  (NumPy only).
+- :mod:`.scoring`: one photo's map -> box -> per-image record (NumPy and OpenCV only: what a
+  GrabCut worker process runs).
 - :mod:`.runner`: :func:`run_localization`, streaming and resumable, GrabCut in worker processes.
+- :mod:`.compare`: every attribution method on one data set, one table.
+- :mod:`.faithfulness`: deletion / insertion curves and the randomisation test.
+- :mod:`.tables`: the plain-text tables of the results.
+
+Names are imported on first use, so a worker that imports :mod:`.scoring` does not load torch.
 """
 
-from .datasets import DatasetError, Record, read_dataset
-from .metrics import box_iou, energy_in_boxes, pointing_hit, top5_loc_error
-from .runner import format_table, run_localization, summarize
+from __future__ import annotations
 
-__all__ = [
-    "DatasetError",
-    "Record",
-    "box_iou",
-    "energy_in_boxes",
-    "format_table",
-    "pointing_hit",
-    "read_dataset",
-    "run_localization",
-    "summarize",
-    "top5_loc_error",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "DatasetError": "datasets",
+    "Record": "datasets",
+    "read_dataset": "datasets",
+    "box_iou": "metrics",
+    "energy_in_boxes": "metrics",
+    "pointing_hit": "metrics",
+    "top5_loc_error": "metrics",
+    "ImageResult": "scoring",
+    "summarize": "scoring",
+    "localization_table": "tables",
+    "methods_table": "tables",
+    "run_localization": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

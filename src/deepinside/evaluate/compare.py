@@ -16,17 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..images import load_image, photos_to_batch, resize_maps
+from ..images import iter_photo_batches, photos_to_batch, resize_maps_to
+from ..localize import get_recipe, segment_map
 from ..methods import get_method
 from ..models import Classifier
 from .faithfulness import deletion_insertion, randomization_test
+from .metrics import gt_known_hit, map_peak, pointing_hit
 
-__all__ = ["MethodScores", "compare_methods", "format_table"]
+__all__ = ["MethodScores", "compare_methods"]
 
 
 @dataclass
@@ -52,20 +53,6 @@ class MethodScores:
         d = asdict(self)
         d.pop("_sums")
         return d
-
-
-@dataclass
-class _Record:
-    path: Path
-    label: int
-    boxes: list
-
-
-def _localize_box(photo, m: np.ndarray, recipe) -> tuple:
-    from ..localize import segment_map
-
-    _, box, _ = segment_map(np.asarray(photo), m, recipe)
-    return box
 
 
 def compare_methods(
@@ -105,23 +92,13 @@ def compare_methods(
     Returns:
         One :class:`MethodScores` per method, in the order given.
     """
-    from ..evaluate.metrics import gt_known_hit, map_peak, pointing_hit
-    from ..localize import get_recipe
-
     fns = {name: get_method(name) for name in methods}
     rec = get_recipe(recipe, smooth=smooth)
     scores = {name: MethodScores(name) for name in methods}
     elapsed = dict.fromkeys(methods, 0.0)
     warm = set()
-    for start in range(0, len(records), batch_size):
-        photos, items = [], []
-        for r in records[start : start + batch_size]:
-            try:
-                photos.append(load_image(r.path))
-                items.append(r)
-            except Exception as e:  # noqa: BLE001 - one bad photo must not stop the run
-                if on_failure is not None:
-                    on_failure(r.path, str(e))
+    for batch in iter_photo_batches(records, batch_size, on_failure, source=lambda r: r.path):
+        photos, items = batch.photos, batch.items
         if photos:
             x = photos_to_batch(photos, model.preprocessing, crop=False)
             x = x.to(model.device, model.dtype)
@@ -137,10 +114,10 @@ def compare_methods(
                 elapsed[name] += time.perf_counter() - t0
                 s = scores[name]
                 point, loc = [], []
-                for photo, m, r in zip(photos, maps, items):
-                    mp = resize_maps(m[None], (photo.height, photo.width))[0].cpu().numpy()
+                for photo, mp, r in zip(photos, resize_maps_to(maps, photos), items):
                     point.append(float(pointing_hit(map_peak(mp), r.boxes)))
-                    loc.append(float(gt_known_hit(_localize_box(photo, mp, rec), r.boxes)))
+                    _, box, _ = segment_map(np.asarray(photo), mp, rec)
+                    loc.append(float(gt_known_hit(box, r.boxes)))
                 s.add("pointing", point)
                 s.add("gt_known_loc", loc)
                 if deletion:
@@ -153,19 +130,5 @@ def compare_methods(
                 s.images += len(items)
                 s.ms_per_image = 1000.0 * elapsed[name] / s.images
         if on_batch is not None:
-            on_batch(len(records[start : start + batch_size]))
+            on_batch(len(items) + batch.failed)
     return [scores[n] for n in methods]
-
-
-def format_table(rows: Sequence[MethodScores]) -> str:
-    """A Markdown table of the scores (percentages for the two localisation columns)."""
-    head = ("| method | images | pointing game % | GT-known loc % | deletion AUC (lower) "
-            "| insertion AUC (higher) | randomisation corr (lower) | ms / image |")
-    lines = [head, "|" + "---|" * 8]
-    for r in rows:
-        lines.append(
-            f"| {r.method} | {r.images} | {100 * r.pointing:.1f} | {100 * r.gt_known_loc:.1f} "
-            f"| {r.deletion_auc:.3f} | {r.insertion_auc:.3f} | {r.randomization_corr:.3f} "
-            f"| {r.ms_per_image:.0f} |"
-        )
-    return "\n".join(lines)

@@ -24,11 +24,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..engine import check_images, forward_logits, module_of
 from ..images import resize_maps
 from ..methods import get_method
-from ..methods._common import baseline_images, chunks, forward_logits, targets_and_logits
+from ..methods._common import baseline_images, chunks, targets_and_logits
 from ..models import Classifier
-from ..saliency import Target, check_images, module_of
+from ..targets import ScoreFn, Target, take, target_scores
 
 __all__ = [
     "PerturbationCurves",
@@ -84,9 +85,9 @@ def _pixel_ranks(maps: Tensor) -> Tensor:
     return ranks
 
 
-def _score(logits: Tensor, t: Tensor, score: Score) -> Tensor:
+def _score(logits: Tensor, t: Tensor | ScoreFn, score: Score) -> Tensor:
     s = logits.float().softmax(dim=1) if score == "prob" else logits.float()
-    return s.gather(1, t[:, None])[:, 0]
+    return target_scores(t, s)
 
 
 def deletion_insertion(
@@ -157,7 +158,7 @@ def deletion_insertion(
                 batch = torch.where(chosen, ref[bi], x[bi])
             else:
                 batch = torch.where(chosen, x[bi], ref[bi])
-            out[bi, ki] = _score(forward_logits(model, batch, fast), t[bi], score)
+            out[bi, ki] = _score(forward_logits(model, batch, fast=fast), take(t, bi), score)
         curves[mode] = out
     fractions = counts.double().cpu() / (h * w)
     return PerturbationCurves(fractions.float(), curves.get("deletion"),

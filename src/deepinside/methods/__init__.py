@@ -8,18 +8,22 @@ Every method has the call shape of :func:`deepinside.saliency`::
 The paper's gradient map is registered as ``"gradient"``; every other method lives in a
 submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
 ``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``), with the shared parts in
-``relu_rules`` (backward rules of rectifiers), ``cam`` (layer capture) and ``_common``.
+``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family does with a layer)
+and ``_common``. Every method calls the network through :mod:`deepinside.engine` only.
+
+A new method is one small file here that decorates its function with :func:`register_method`
+and is imported at the bottom of this module.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..registry import Registry
 from ..saliency import saliency
 
-__all__ = ["MethodInfo", "get_method", "list_methods", "register_method"]
+__all__ = ["METHODS", "MethodInfo", "get_method", "list_methods", "register_method"]
 
 
 @dataclass(frozen=True)
@@ -32,17 +36,12 @@ class MethodInfo:
     paper: str
 
 
-_METHODS: dict[str, MethodInfo] = {}
+METHODS: Registry[MethodInfo] = Registry("method")
 
 
 def register_method(name: str, description: str, paper: str) -> Callable[[Callable], Callable]:
     """Register ``fn(model, images, target=None, **options) -> Tensor[B, H, W]`` under ``name``."""
-
-    def deco(fn: Callable) -> Callable:
-        _METHODS[name] = MethodInfo(name, fn, description, paper)
-        return fn
-
-    return deco
+    return METHODS.decorator(name, lambda fn: MethodInfo(name, fn, description, paper))
 
 
 def get_method(name: str) -> Callable:
@@ -51,16 +50,12 @@ def get_method(name: str) -> Callable:
     Raises:
         KeyError: unknown name; the message offers close matches.
     """
-    if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=3)
-        hint = f"; did you mean {', '.join(close)}" if close else ""
-        raise KeyError(f"unknown method {name!r}{hint} (known: {', '.join(_METHODS)})")
-    return _METHODS[name].fn
+    return METHODS.get(name).fn
 
 
-def list_methods() -> dict[str, MethodInfo]:
-    """All registered methods, by name."""
-    return dict(_METHODS)
+def list_methods(pattern: str | None = None) -> dict[str, MethodInfo]:
+    """The registered methods by name (those matching a glob ``pattern`` if one is given)."""
+    return {n: METHODS[n] for n in METHODS.list(pattern)}
 
 
 register_method(

@@ -1,4 +1,4 @@
-"""Helpers the attribution methods share: targets, baselines, chunks of a batch."""
+"""Helpers the attribution methods share: the clean targets, baselines, chunks of a batch."""
 
 from __future__ import annotations
 
@@ -6,37 +6,34 @@ import inspect
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..fastmodel import fast_copy
+from ..engine import check_images, forward_logits
+from ..filters import gaussian_blur
 from ..models import Classifier
-from ..saliency import Target, check_images, eval_mode, module_of, resolve_targets
+from ..targets import ScoreFn, Target, resolve_targets
 
-__all__ = ["baseline_images", "chunks", "forward_logits", "gaussian_blur", "targets_and_logits"]
-
-
-def forward_logits(model: Classifier | nn.Module, images: Tensor, fast: bool = True) -> Tensor:
-    """Logits ``Tensor[B, K]`` without gradients, in eval mode (caller's flags restored)."""
-    module = module_of(model)
-    with torch.no_grad(), eval_mode(module):
-        net = fast_copy(module, images) if fast else None
-        if net is None:
-            out = module(images)
-        else:
-            out = net(images.contiguous(memory_format=torch.channels_last))
-    if not isinstance(out, Tensor) or out.dim() != 2:
-        raise ValueError("the model must return logits Tensor[B, K]")
-    return out
+__all__ = ["accepts", "baseline_images", "chunks", "targets_and_logits"]
 
 
 def targets_and_logits(
     model: Classifier | nn.Module, images: Tensor, target: Target, fast: bool = True
-) -> tuple[Tensor, Tensor]:
-    """Resolve ``target`` on the clean images: ``(targets Tensor[B], logits Tensor[B, K])``."""
+) -> tuple[Tensor | ScoreFn, Tensor]:
+    """Resolve ``target`` on the clean images: ``(targets Tensor[B], logits Tensor[B, K])``.
+
+    Methods that run many perturbed copies explain the class of the clean image.
+
+    Raises:
+        ValueError: a ``"top<k>"`` target (these methods take one target per image; the photo
+            pipeline repeats the images for top-k).
+    """
     check_images(images)
-    logits = forward_logits(model, images.detach(), fast)
-    return resolve_targets(target, logits), logits
+    logits = forward_logits(model, images.detach(), fast=fast)
+    t = resolve_targets(target, logits, model)
+    if isinstance(t, Tensor) and t.dim() != 1:
+        raise ValueError("this method explains one target per image; for top-k use "
+                         "deepinside.photo_maps (it repeats the images)")
+    return t, logits
 
 
 def chunks(n: int, size: int | None) -> Iterator[slice]:
@@ -46,22 +43,6 @@ def chunks(n: int, size: int | None) -> Iterator[slice]:
     step = n if size is None else size
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
-
-
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``Tensor[B, C, H, W]`` (reflect padding), same shape."""
-    if sigma <= 0:
-        return images.clone()
-    r = max(1, int(3.0 * sigma + 0.5))
-    r = min(r, images.shape[-1] - 1, images.shape[-2] - 1)
-    ax = torch.arange(-r, r + 1, device=images.device, dtype=images.dtype)
-    k = torch.exp(-0.5 * (ax / sigma) ** 2)
-    k = k / k.sum()
-    c = images.shape[1]
-    x = F.pad(images, (r, r, 0, 0), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    x = F.pad(x, (0, 0, r, r), mode="reflect")
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def baseline_images(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..models import Classifier
-from ..saliency import Target
+from ..targets import Target
 from . import register_method
-from .cam import Layer, capture_layer, upsample
+from .cam import Layer, LayerCapture, weighted_cam
 
 __all__ = ["gradcam"]
 
@@ -34,7 +34,7 @@ def gradcam(
         images: ``Tensor[B, C, H, W]``.
         target: ``None`` (top-1), an ``int``, or a sequence / ``Tensor[B]`` of ints.
         layer: ``None`` (the last feature map), a ``named_modules()`` name or pattern, or a
-            submodule (see :func:`deepinside.methods.cam.find_layer`).
+            submodule (see :func:`deepinside.layers.find_layer`).
         relu: rectify the weighted sum (the paper); ``False`` keeps negative evidence.
         upsample_to_input: resize bilinearly to ``H, W``; ``False`` keeps the layer's ``h, w``.
         fast: use the batch-norm-folded private copy when the layer's output is the same there.
@@ -42,9 +42,9 @@ def gradcam(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
     """
-    cap = capture_layer(model, images, target, layer=layer, fast=fast)
-    w = cap.gradients.mean(dim=(2, 3), keepdim=True)
-    cam = (w * cap.activations).sum(dim=1)
-    if relu:
-        cam = cam.clamp(min=0)
-    return upsample(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return weighted_cam(model, images, target, _weights, layer=layer, relu=relu,
+                        upsample_to_input=upsample_to_input, fast=fast)
+
+
+def _weights(cap: LayerCapture) -> Tensor:
+    return cap.gradients.mean(dim=(2, 3), keepdim=True)

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Classifier
-from ..saliency import Target
+from ..targets import Target
 from . import register_method
-from .cam import Layer, capture_layer, upsample
+from .cam import Layer, LayerCapture, weighted_cam
 
 __all__ = ["gradcam_pp"]
 
@@ -46,11 +46,13 @@ def gradcam_pp(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
     """
-    cap = capture_layer(model, images, target, layer=layer, fast=fast)
+    return weighted_cam(model, images, target, _weights, layer=layer,
+                        upsample_to_input=upsample_to_input, fast=fast)
+
+
+def _weights(cap: LayerCapture) -> Tensor:
     a, g = cap.activations, cap.gradients
     denom = 2 + g * a.sum(dim=(2, 3), keepdim=True)
     ok = (g != 0) & (denom != 0)
     alpha = torch.where(ok, 1 / torch.where(ok, denom, torch.ones_like(denom)), 0.0)
-    w = (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
-    cam = (w * a).sum(dim=1).clamp(min=0)
-    return upsample(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)

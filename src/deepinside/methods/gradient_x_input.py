@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, Target, input_gradient, reduce_channels
+from ..saliency import Reduce, reduce_channels
+from ..targets import Target
 from . import register_method
 
 __all__ = ["gradient_x_input"]
@@ -31,7 +33,7 @@ def gradient_x_input(
         images: ``Tensor[B, C, H, W]`` in the model's input space (the product is taken there).
         target: ``None`` (top-1), an ``int``, or a sequence / ``Tensor[B]`` of ints.
         reduce: channel reduction (see :func:`deepinside.saliency.reduce_channels`).
-        fast: use the batch-norm-folded private copy (see :func:`input_gradient`).
+        fast: use the batch-norm-folded private copy (see :func:`deepinside.engine.input_gradient`).
 
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, C, H, W]`` with ``reduce="none"``).

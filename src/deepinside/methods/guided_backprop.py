@@ -5,9 +5,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..models import Classifier
-from ..saliency import Reduce, Target, input_gradient, reduce_channels
+from ..saliency import Reduce
+from ..targets import Target
 from . import register_method
-from .relu_rules import rectifier_rule
+from .relu_rules import rule_map
 
 __all__ = ["guided_backprop"]
 
@@ -40,6 +41,4 @@ def guided_backprop(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, C, H, W]`` with ``reduce="none"``).
     """
-    with rectifier_rule("guided"):
-        grad, _, _ = input_gradient(model, images, target, fast=fast)
-    return reduce_channels(grad, reduce)
+    return rule_map("guided", model, images, target, reduce=reduce, fast=fast)

@@ -6,8 +6,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, Target, input_gradient, reduce_channels
+from ..saliency import Reduce, reduce_channels
+from ..targets import Target, take
 from . import register_method
 from ._common import baseline_images, chunks, targets_and_logits
 
@@ -78,7 +80,7 @@ def integrated_gradients(
         rule: quadrature rule (see :func:`path_points`).
         reduce: channel reduction; ``"sum_abs"`` by default, ``"sum"`` keeps signs.
         batch_size: path points per forward/backward pass (None: all at once).
-        fast: use the batch-norm-folded private copy (see :func:`input_gradient`).
+        fast: use the batch-norm-folded private copy (see :func:`deepinside.engine.input_gradient`).
 
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, C, H, W]`` with ``reduce="none"``).
@@ -96,6 +98,6 @@ def integrated_gradients(
         idx = torch.arange(sl.start, sl.stop, device=x.device)
         bi, ki = idx // steps, idx % steps
         points = ref[bi] + a[ki].view(-1, 1, 1, 1) * diff[bi]
-        grad, _, _ = input_gradient(model, points, t[bi], fast=fast)
+        grad, _, _ = input_gradient(model, points, take(t, bi), fast=fast)
         total.index_add_(0, bi, grad * w[ki].view(-1, 1, 1, 1))
     return reduce_channels(diff * total, reduce)

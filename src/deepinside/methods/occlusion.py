@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..engine import forward_logits
 from ..models import Classifier
-from ..saliency import Target
+from ..targets import Target, take, target_scores
 from . import register_method
-from ._common import baseline_images, chunks, forward_logits, targets_and_logits
+from ._common import baseline_images, chunks, targets_and_logits
 
 __all__ = ["occlusion", "window_starts"]
 
@@ -71,7 +72,7 @@ def occlusion(
         for j, x0 in enumerate(xs):
             masks[i * len(xs) + j, :, y0 : y0 + win, x0 : x0 + win] = True
     ref = baseline_images(model, x, baseline)
-    clean = logits.gather(1, t[:, None])[:, 0]
+    clean = target_scores(t, logits)
     p = masks.shape[0]
     drops = torch.empty((b, p), dtype=logits.dtype, device=x.device)
     n = b * p  # flat index i -> image i // p, window i % p
@@ -79,7 +80,7 @@ def occlusion(
         idx = torch.arange(sl.start, sl.stop, device=x.device)
         bi, pi = idx // p, idx % p
         occluded = torch.where(masks[pi], ref[bi], x[bi])
-        s = forward_logits(model, occluded, fast).gather(1, t[bi][:, None])[:, 0]
+        s = target_scores(take(t, bi), forward_logits(model, occluded, fast=fast))
         drops[bi, pi] = clean[bi] - s
     m = masks[:, 0].to(x.dtype)  # Tensor[P, H, W]
     heat = torch.einsum("bp,phw->bhw", drops.to(x.dtype), m)

@@ -27,10 +27,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Rule", "rectifier_rule"]
+from ..engine import input_gradient
+from ..models import Classifier
+from ..saliency import Reduce, reduce_channels
+from ..targets import Target
+
+__all__ = ["Rule", "rectifier_rule", "rule_map"]
 
 Rule = Literal["deconvnet", "guided"]
 
@@ -66,7 +71,7 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str, default):
     return kwargs.get(name, default)
 
 
-# func -> (lo, hi, inplace) given (args, kwargs)
+# relu functions -> whether the function itself works in place (else its ``inplace`` argument says)
 _RELUS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
           F.relu_: True, torch.relu_: True, torch.Tensor.relu_: True}
 
@@ -89,7 +94,6 @@ class _RuleMode(TorchFunctionMode):
     def __init__(self, rule: Rule) -> None:
         super().__init__()
         self.rule = rule
-        self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -98,7 +102,6 @@ class _RuleMode(TorchFunctionMode):
         if parsed is None or not isinstance(x, Tensor):
             return func(*args, **kwargs)
         lo, hi, inplace = parsed
-        self.count += 1
         return _Rectify.apply(x, lo, hi, self.rule, inplace)
 
 
@@ -110,10 +113,28 @@ def rectifier_rule(rule: Rule) -> Iterator[_RuleMode]:
         rule: ``"deconvnet"`` (``R * (R > 0)``) or ``"guided"`` (``R * (lo < x < hi) * (R > 0)``).
 
     Yields:
-        The mode; its ``count`` says how many rectifier calls were rewritten.
+        The active mode.
     """
     if rule not in ("deconvnet", "guided"):
         raise ValueError(f"rule must be 'deconvnet' or 'guided', got {rule!r}")
     mode = _RuleMode(rule)
     with mode:
         yield mode
+
+
+def rule_map(
+    rule: Rule,
+    model: Classifier | nn.Module,
+    images: Tensor,
+    target: Target = None,
+    *,
+    reduce: Reduce = "max_abs",
+    fast: bool = True,
+) -> Tensor:
+    """The input gradient with every rectifier following ``rule``, reduced over channels.
+
+    One forward and one backward pass for the batch (:func:`deepinside.engine.input_gradient`).
+    """
+    with rectifier_rule(rule):
+        grad, _, _ = input_gradient(model, images, target, fast=fast)
+    return reduce_channels(grad, reduce)

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Classifier
-from ..saliency import Reduce, Target, reduce_channels
+from ..saliency import Reduce, reduce_channels
+from ..targets import Target, take
 from . import get_method, register_method
 from ._common import accepts, chunks, targets_and_logits
 
@@ -85,7 +86,7 @@ def smoothgrad(
         idx = torch.arange(sl.start, sl.stop, device=x.device)
         bi, si = idx // samples, idx % samples
         noisy = x[bi] + eps[si] * span[bi].view(-1, 1, 1, 1)
-        a = fn(model, noisy, t[bi], **opts).detach()
+        a = fn(model, noisy, take(t, bi), **opts).detach()
         if squared:
             a = a * a
         if total is None:

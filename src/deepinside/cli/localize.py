@@ -7,20 +7,19 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from ..cli import (
+from .common import (
     CLIError,
+    Failures,
+    add_batch_size,
     add_model_args,
     claim_batch,
-    iter_photo_batches,
     lookup,
     model_from_args,
+    photo_batches,
+    positive_int,
     progress,
     resolve_class,
 )
-
-COLOURS = [(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255, 120, 255)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,67 +32,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", "-r", default="default", choices=sorted(RECIPES),
                    help="default (Grad-CAM x blurred gradient, 30%% threshold), paper (gradient, "
                         "GrabCut, largest component), ...")
-    p.add_argument("--top-k", "-k", type=int, default=1, help="classes per photo (default 1)")
+    p.add_argument("--top-k", "-k", type=positive_int, default=1,
+                   help="classes per photo (default 1)")
     p.add_argument("--target", "-t", default=None, help="localise this class (index or name)")
     p.add_argument("--method", default=None, help="attribution method (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="GrabCut's random seed")
     p.add_argument("--out", "-o", default="deepinside-localize", help="output directory")
     p.add_argument("--json", action="store_true", help="print the boxes as a JSON array")
-    p.add_argument("--batch-size", "-b", type=int, default=16)
+    add_batch_size(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=cmd_localize)
+    p.set_defaults(func=run)
 
 
-def draw(photo, locs) -> np.ndarray:
-    """The photo with each localisation's mask tinted and its box labelled, uint8 (H, W, 3)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    a = np.asarray(photo.convert("RGB"), dtype=np.float32)
-    for i, loc in reversed(list(enumerate(locs))):
-        c = np.array(COLOURS[i % len(COLOURS)], dtype=np.float32)
-        a[loc.mask] = 0.6 * a[loc.mask] + 0.4 * c
-    im = Image.fromarray(a.clip(0, 255).astype(np.uint8))
-    d = ImageDraw.Draw(im)
-    width = max(2, round(min(im.size) / 150))
-    try:
-        font = ImageFont.load_default(size=max(10, round(min(im.size) / 22)))
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        font = ImageFont.load_default()
-    for i, loc in enumerate(locs):
-        c = COLOURS[i % len(COLOURS)]
-        x0, y0, x1, y1 = loc.box
-        d.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=c, width=width)
-        text = f"{loc.name} {loc.prob:.2f}"
-        tb = d.textbbox((x0 + width + 2, y0 + width + 2), text, font=font)
-        d.rectangle((tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2), fill=(0, 0, 0))
-        d.text((x0 + width + 2, y0 + width + 2), text, fill=c, font=font)
-    return np.asarray(im)
-
-
-def cmd_localize(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..localize import localize
-    from ..render import save_png
+    from ..methods import get_method
+    from ..render import draw_localizations, save_png
 
-    if args.top_k < 1:
-        raise CLIError("--top-k must be at least 1")
-    if args.batch_size < 1:
-        raise CLIError("--batch-size must be at least 1")
+    if args.method is not None:
+        lookup(get_method, args.method)
     clf = model_from_args(args)
     target = resolve_class(clf, args.target) if args.target is not None else None
-    if args.method is not None:
-        from ..localize import map_function
-
-        lookup(map_function, args.method)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     boxes_path = out / "boxes.json"
     if boxes_path.exists() and not args.overwrite:
         raise CLIError(f"{boxes_path} exists (use --overwrite to replace it)")
-    failures: list = []
+    failures = Failures()
     taken: dict[Path, Path] = {}
     results = []
-    batches = iter_photo_batches(args.images, args.batch_size, failures)
-    total = next(batches)
+    total, batches = photo_batches(args.images, args.batch_size, failures)
     with progress(total, "localize") as bar:
         for batch in batches:
             keep = claim_batch(batch, lambda p: [out / f"{p.stem}_localize.png"], taken,
@@ -103,7 +71,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
                                 method=args.method, recipe=args.recipe, seed=args.seed,
                                 batch_size=len(keep))
                 for (path, photo), row in zip(keep, locs):
-                    save_png(draw(photo, row), out / f"{path.stem}_localize.png")
+                    save_png(draw_localizations(photo, row), out / f"{path.stem}_localize.png")
                     results.append({"image": str(path), "width": photo.width,
                                     "height": photo.height,
                                     "localizations": [loc.to_dict() for loc in row]})
@@ -111,7 +79,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
                         text = "; ".join(f"{loc.name} {loc.prob:.2f} box "
                                          + ",".join(f"{v:.0f}" for v in loc.box) for loc in row)
                         bar.write(f"{path}: {text}", file=sys.stdout)
-            bar.update(max(1, len(batch.paths)))
+            bar.update(len(batch.items) + batch.failed)
     boxes_path.write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
         json.dump(results, sys.stdout, indent=2)
@@ -123,14 +91,15 @@ def cmd_localize(args: argparse.Namespace) -> int:
 def demo(ctx) -> list[Path]:
     """``deepinside demo``: the paper's recipe beside the default one, on the demo photos."""
     from ..localize import localize
-    from ..render import heatmap, save_figure
+    from ..render import draw_localizations, heatmap, save_figure
 
     photos = [p for _, p in ctx.photos]
     paper = localize(ctx.classifier, photos, recipe="paper")
     default = localize(ctx.classifier, photos, recipe="default")
     rows, titles = [], []
     for (name, photo), [p], [d] in zip(ctx.photos, paper, default):
-        rows.append([heatmap(p.saliency), draw(photo, [p]), heatmap(d.saliency), draw(photo, [d])])
+        rows.append([heatmap(p.saliency), draw_localizations(photo, [p]), heatmap(d.saliency),
+                     draw_localizations(photo, [d])])
         titles.append([f"{name}: gradient", "paper: GrabCut, largest comp.",
                        "Grad-CAM x blurred gradient", f"default: {d.name}"])
     path = save_figure(rows, ctx.out / "localization.png", titles)

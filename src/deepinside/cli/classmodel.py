@@ -11,10 +11,19 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["demo", "grid_image", "register"]
+from .common import (
+    CLIError,
+    add_model_args,
+    model_from_args,
+    nonnegative_int,
+    positive_int,
+    progress,
+    resolve_class,
+)
+
+__all__ = ["demo", "register"]
 
 DEMO_CLASSES = ("ostrich", "goldfish", "volcano", "balloon")
 DEMO_STEPS = 32
@@ -23,7 +32,6 @@ DEMO_STEPS = 32
 def register(subparsers) -> None:
     """Add the ``classmodel`` subcommand."""
     from ..classmodel import MODES, mode_defaults
-    from ..cli import add_model_args
 
     steps = ", ".join(f"{m} {mode_defaults(m)['steps']}" for m in MODES)
     p = subparsers.add_parser(
@@ -38,80 +46,50 @@ def register(subparsers) -> None:
                    help="lucid (default: regularised, recognisable), paper (exact: "
                         "S_c - lambda*||I||^2, plain ascent from the mean image), pixel "
                         "(the paper's ascent with jitter, blur and decay)")
-    p.add_argument("--steps", type=int, default=None, help=f"ascent steps (default: {steps})")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"ascent steps (default: {steps})")
+    p.add_argument("--size", type=_size, default=None,
                    help="image size in pixels (default: the model's input size)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lr", type=float, default=None, help="step size (default per mode)")
     p.add_argument("--l2", type=float, default=None,
                    help="lambda of the L2 penalty (default per mode; paper: 1e-3)")
-    p.add_argument("--snapshots", type=int, default=0, metavar="K",
+    p.add_argument("--snapshots", type=nonnegative_int, default=0, metavar="K",
                    help="also save the evolution: K snapshots as a strip per class and a GIF")
     add_model_args(p)
     p.add_argument("--out", "-o", default="deepinside-classmodel", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=cmd_classmodel)
+    p.set_defaults(func=run)
+
+
+def _size(text: str) -> int:
+    value = positive_int(text)
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"must be at least 8 pixels, got {value}")
+    return value
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "class"
 
 
-def _uint8(images):
-    """``Tensor[N, 3, H, W]`` in [0, 1] -> list of uint8 (H, W, 3) arrays."""
-    import numpy as np
-
-    a = (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-    return list(a)
-
-
-def grid_image(images: Sequence, labels: Sequence[str], columns: int | None = None):
-    """Images (uint8 (H, W, 3), same size) in a grid with a label under each; uint8 array."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
-    n = len(images)
-    cols = columns or min(n, 5)
-    rows = (n + cols - 1) // cols
-    h, w = images[0].shape[:2]
-    pad, band = 4, 20
-    canvas = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + band + pad) + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for i, (img, label) in enumerate(zip(images, labels)):
-        r, c = divmod(i, cols)
-        x0, y0 = pad + c * (w + pad), pad + r * (h + band + pad)
-        canvas.paste(Image.fromarray(img), (x0, y0))
-        text = label
-        while text and draw.textlength(text, font=font) > w:
-            text = text[:-1]
-        tw = draw.textlength(text, font=font)
-        draw.text((x0 + (w - tw) / 2, y0 + h + 4), text, fill="black", font=font)
-    return np.asarray(canvas)
-
-
 def _write_outputs(clf, result, out: Path, with_snapshots: bool) -> list[Path]:
-    from PIL import Image
-
-    from ..render import save_png
+    from ..render import grid_image, save_gif, save_png, uint8_images
 
     names = [clf.short_name(int(c)) for c in result.classes]
     stems = [f"{int(c)}_{_slug(nm)}" for c, nm in zip(result.classes, names)]
-    images = _uint8(result.images)
+    images = uint8_images(result.images)
     written = [save_png(img, out / f"{s}.png") for s, img in zip(stems, images)]
     labels = [f"{int(c)} {nm}" for c, nm in zip(result.classes, names)]
     written.append(save_png(grid_image(images, labels), out / "grid.png"))
     if with_snapshots and result.snapshots.numel():
-        frames = [_uint8(s) for s in result.snapshots]  # K lists of N images
+        frames = [uint8_images(s) for s in result.snapshots]  # K lists of N images
         steps = [f"step {k}" for k in result.snapshot_steps]
         for i, stem in enumerate(stems):
             strip = grid_image([f[i] for f in frames], steps, columns=len(frames))
             written.append(save_png(strip, out / f"{stem}_steps.png"))
-        gif = [Image.fromarray(grid_image(f, [f"{lab} ({st})" for lab in labels]))
-               for f, st in zip(frames, steps)]
-        path = out / "evolution.gif"
-        gif[0].save(path, save_all=True, append_images=gif[1:], duration=400, loop=0)
-        written.append(path)
+        gif = [grid_image(f, [f"{lab} ({st})" for lab in labels]) for f, st in zip(frames, steps)]
+        written.append(save_gif(gif, out / "evolution.gif"))
     return written
 
 
@@ -123,19 +101,12 @@ def _planned(clf, classes: list[int], out: Path, snapshots: int) -> list[Path]:
     return paths
 
 
-def cmd_classmodel(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..classmodel import class_model, mode_defaults
-    from ..cli import CLIError, model_from_args, progress, resolve_class
-    from ..saliency import eval_mode
+    from ..engine import forward_logits
 
-    if args.steps is not None and args.steps < 1:
-        raise CLIError("--steps must be at least 1")
-    if args.size is not None and args.size < 8:
-        raise CLIError("--size must be at least 8")
-    if args.snapshots < 0:
-        raise CLIError("--snapshots must be >= 0")
     clf = model_from_args(args)
     classes: list[int] = []
     for key in args.classes:
@@ -156,8 +127,7 @@ def cmd_classmodel(args: argparse.Namespace) -> int:
                              progress=bar.update)
     written = _write_outputs(clf, result, out, args.snapshots > 0)
     x = clf.preprocessing.normalize(result.images.to(clf.device, clf.dtype))
-    with torch.no_grad(), eval_mode(clf.module):
-        probs = torch.softmax(clf(x).float(), 1)  # what the model thinks of its class models
+    probs = torch.softmax(forward_logits(clf, x).float(), 1)  # what it thinks of its images
     for i, c in enumerate(classes):
         print(f"{c} {clf.short_name(c)}: p={float(probs[i, c]):.3f} "
               f"(top-1: {clf.short_name(int(probs[i].argmax()))})")
@@ -169,6 +139,7 @@ def cmd_classmodel(args: argparse.Namespace) -> int:
 def demo(ctx) -> list[Path]:
     """A small class-model grid for ``deepinside demo`` (a few classes, few steps)."""
     from ..classmodel import class_model
+    from ..render import grid_image, save_png, uint8_images
 
     clf = ctx.classifier
     try:
@@ -177,9 +148,8 @@ def demo(ctx) -> list[Path]:
         classes = [0, 1, 2, 3]
     t0 = time.perf_counter()
     result = class_model(clf, classes, mode="lucid", steps=DEMO_STEPS, seed=0, copies=1)
-    images = _uint8(result.images)
+    images = uint8_images(result.images)
     labels = [clf.short_name(c) for c in classes]
-    from ..render import save_png
 
     path = save_png(grid_image(images, labels, columns=len(images)), ctx.out / "classmodel.png")
     ctx.notes.append(f"class models ({DEMO_STEPS} steps, lucid mode) in "

@@ -1,0 +1,218 @@
+"""What the subcommands share: model arguments, argparse types, errors, progress, photo batches.
+
+Batch jobs never stop at one bad input: each failure is one line on stderr naming the input and
+the reason (:class:`Failures`), and the exit status is 1 if any input failed (2 for a usage or
+model error, :class:`CLIError`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+__all__ = [
+    "CLIError",
+    "Failures",
+    "add_model_args",
+    "claim_batch",
+    "lookup",
+    "model_from_args",
+    "nonnegative_int",
+    "photo_batches",
+    "positive_int",
+    "progress",
+    "resolve_class",
+    "topk_records",
+]
+
+PROGRESS_MIN = 5  # show a progress bar from this many inputs on
+
+
+class CLIError(Exception):
+    """A usage error: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------- argparse types
+
+
+def _int_at_least(low: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = _int_at_least(1, "at least 1")
+nonnegative_int = _int_at_least(0, "0 or more")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--weights``, ``--device``: how a subcommand finds its classifier."""
+    p.add_argument("--model", "-m", default="efficientnet_lite0",
+                   help="efficientnet_lite0 (default), efficientnet_lite1/2, timm:<name>, "
+                        "torchvision:<name>")
+    p.add_argument("--weights", "-w", default=None,
+                   help="local .safetensors/.pt/.pth state dict for the model's architecture")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int = 16) -> None:
+    """``--batch-size``: photos per forward/backward pass."""
+    p.add_argument("--batch-size", "-b", type=positive_int, default=default,
+                   help=f"photos per pass (default {default})")
+
+
+# ----------------------------------------------------------------------------- model, names
+
+
+def resolve_device(name: str):
+    """``auto`` (CUDA if available) or a torch device name -> ``torch.device``."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise CLIError(f"bad --device {name!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda asked for, but no CUDA device is available")
+    return dev
+
+
+def model_from_args(args: argparse.Namespace):
+    """Load the classifier that ``--model/--weights/--device`` name (errors become CLIError)."""
+    from ..models import ModelLoadError, load_model
+
+    try:
+        return load_model(args.model, weights=args.weights, device=resolve_device(args.device))
+    except ModelLoadError as e:
+        raise CLIError(str(e)) from None
+
+
+def lookup(get: Callable, name: str):
+    """``get(name)`` from a registry (methods, recipes, ...); an unknown name -> CLIError."""
+    try:
+        return get(name)
+    except KeyError as e:
+        raise CLIError(str(e).strip("'\"")) from None
+
+
+def resolve_class(clf, key: str) -> int:
+    """A class given on the command line (index or name) -> index; unknown -> CLIError."""
+    try:
+        return clf.class_index(key)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- progress, failures
+
+
+def progress(total: int, desc: str, unit: str = "img"):
+    """A tqdm bar on stderr, shown when there is more than a handful of items."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=total < PROGRESS_MIN,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+class Failures:
+    """Inputs that failed: each reported as one line on stderr (safe beside a progress bar)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def __call__(self, item: object, reason: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"deepinside: {item}: {reason}", file=sys.stderr)
+        self.items.append((str(item), reason))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def photo_batches(
+    inputs: Sequence[str], batch_size: int, failures: Failures
+) -> tuple[int, Iterator]:
+    """Expand files, directories and globs, and load their photos in batches.
+
+    Returns:
+        ``(total, batches)``: how many files were found, and an iterator of
+        :class:`deepinside.images.PhotoBatch` (inputs that match nothing or cannot be read
+        go to ``failures``).
+    """
+    from ..images import expand_inputs, iter_photo_batches
+
+    paths, problems = expand_inputs(inputs)
+    for item, reason in problems:
+        failures(item, reason)
+    return len(paths), iter_photo_batches(paths, batch_size, failures)
+
+
+def claim_batch(batch, outputs: Callable[[Path], list[Path]], taken: dict[Path, Path],
+                overwrite: bool, failures: Failures) -> list:
+    """The ``(path, photo)`` pairs of a batch whose outputs may be written; the others fail.
+
+    Args:
+        batch: a :class:`deepinside.images.PhotoBatch` of paths.
+        outputs: ``f(path) -> list[Path]``, the files a photo's results go to.
+        taken: outputs claimed so far in this run (updated).
+        overwrite: existing files may be replaced.
+        failures: gets ``(path, reason)`` for each photo refused.
+    """
+    keep = []
+    for path, photo in zip(batch.items, batch.photos):
+        why = _claim(outputs(path), taken, path, overwrite)
+        if why:
+            failures(path, why)
+        else:
+            keep.append((path, photo))
+    return keep
+
+
+def _claim(paths: list[Path], taken: dict[Path, Path], source: Path, overwrite: bool) -> str:
+    """Why these outputs must not be written (existing file, or another input's), or ``""``."""
+    for p in paths:
+        if p in taken:
+            return f"output {p} would also be written for {taken[p]} (rename one of them)"
+        if p.exists() and not overwrite:
+            return f"output {p} exists (use --overwrite to replace it)"
+    for p in paths:
+        taken[p] = source
+    return ""
+
+
+def count_done(taken: dict[Path, Path]) -> int:
+    """How many inputs had their outputs written."""
+    return len({src for p, src in taken.items() if p.exists()})
+
+
+def topk_records(clf, logits, k: int) -> list[list[dict]]:
+    """Per image: ``[{"class", "name", "prob", "logit"}, ...]`` for the top-k classes."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=1)
+    k = min(k, logits.shape[1])
+    vals, idx = probs.topk(k, dim=1)
+    return [
+        [
+            {"class": int(c), "name": clf.short_name(int(c)), "prob": float(p),
+             "logit": float(logits[i, c])}
+            for p, c in zip(vals[i], idx[i])
+        ]
+        for i in range(logits.shape[0])
+    ]

@@ -1,0 +1,168 @@
+"""``deepinside evaluate``: measurements on labelled datasets with boxes.
+
+- ``evaluate localization``: weakly supervised localisation (GT-known / top-1 / top-5 loc,
+  pointing game), streaming and resumable (:func:`deepinside.evaluate.run_localization`).
+- ``evaluate compare``: every attribution method on one data set, one table
+  (:func:`deepinside.evaluate.compare.compare_methods`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import (
+    CLIError,
+    Failures,
+    add_batch_size,
+    add_model_args,
+    lookup,
+    model_from_args,
+    nonnegative_int,
+    positive_int,
+    progress,
+)
+from .methods import DEMO_METHODS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` and its sub-subcommands."""
+    from ..localize import RECIPES
+
+    p = sub.add_parser("evaluate", help="measure methods on a dataset (localization, ...)")
+    esub = p.add_subparsers(dest="evaluation", required=True, metavar="WHAT")
+    q = esub.add_parser(
+        "localization",
+        help="weakly supervised localisation: GT-known / top-1 / top-5 loc, pointing game",
+    )
+    q.add_argument("--dataset", "-d", required=True,
+                   help="annotations.json, a CSV of boxes, or an ILSVRC/VOC XML folder")
+    add_model_args(q)
+    q.add_argument("--recipe", "-r", default="default", choices=sorted(RECIPES))
+    q.add_argument("--method", default=None, help="attribution method (default: the recipe's)")
+    q.add_argument("--limit", "-n", type=positive_int, default=None,
+                   help="only the first N photos")
+    q.add_argument("--workers", "-j", type=nonnegative_int, default=1,
+                   help="GrabCut worker processes (0: none, all in this process; recipes "
+                        "without GrabCut always segment in this process)")
+    add_batch_size(q)
+    q.add_argument("--seed", type=int, default=0, help="GrabCut's random seed")
+    q.add_argument("--out", "-o", default="deepinside-eval-localization",
+                   help="output directory (a run there with the same settings is resumed)")
+    q.set_defaults(func=run_localization)
+    _register_compare(esub)
+
+
+def dataset_records(path: str, limit: int | None, failures: Failures) -> list:
+    """The usable records of a data set (the first ``limit``); malformed ones go to ``failures``.
+
+    Raises:
+        CLIError: the data set cannot be read, or holds no usable record.
+    """
+    from ..evaluate.datasets import DatasetError, read_dataset
+
+    try:
+        records, problems = read_dataset(path)
+    except (DatasetError, OSError) as e:
+        raise CLIError(f"cannot read {path}: {e}") from None
+    for where, why in problems:
+        failures(where, why)
+    records = records[:limit] if limit is not None else records
+    if not records:
+        raise CLIError(f"no usable records in {path}")
+    return records
+
+
+def run_localization(args: argparse.Namespace) -> int:
+    from ..evaluate import runner
+    from ..evaluate.tables import localization_table
+    from ..localize import get_recipe
+    from ..methods import get_method
+
+    if args.method is not None:
+        lookup(get_method, args.method)
+    problems = Failures()
+    records = dataset_records(args.dataset, args.limit, problems)
+    clf = model_from_args(args)
+    failed = Failures()
+    try:
+        summary = runner.run_localization(clf, records, args.out, recipe=args.recipe,
+                                          method=args.method, workers=args.workers,
+                                          batch_size=args.batch_size, seed=args.seed,
+                                          on_problem=failed)
+    except runner.RunMismatchError as e:
+        raise CLIError(str(e)) from None
+    rec = get_recipe(args.recipe)
+    name = f"{rec.name} ({args.method or rec.method}{' x ' + rec.combine if rec.combine else ''})"
+    print(localization_table(summary, name))
+    out = Path(args.out)
+    print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
+    if problems or failed:
+        print(f"skipped {len(problems)} malformed records and {len(failed)} unreadable photos",
+              file=sys.stderr)
+    return 1 if problems or failed else 0
+
+
+def _register_compare(evaluate_subparsers) -> None:
+    """Add ``evaluate compare``."""
+    p = evaluate_subparsers.add_parser(
+        "compare",
+        help="every attribution method on a labelled data set: pointing game, localisation, "
+             "deletion / insertion, randomisation, speed",
+    )
+    p.add_argument("--methods", default=",".join(DEMO_METHODS),
+                   help="comma-separated method names (default: all)")
+    p.add_argument("--dataset", required=True,
+                   help="directory (or annotations file) of a labelled data set with boxes")
+    p.add_argument("--limit", "-n", type=positive_int, default=None,
+                   help="use the first N photos only")
+    add_model_args(p)
+    add_batch_size(p)
+    p.add_argument("--steps", type=positive_int, default=16, help="deletion / insertion steps")
+    p.add_argument("--recipe", default="gradcam-30",
+                   help="localisation recipe whose segmentation makes the boxes "
+                        "(default: threshold at 30%% of the range, largest component)")
+    p.add_argument("--smooth", type=float, default=0.04,
+                   help="blur every map before segmenting it, sigma as a fraction of the "
+                        "photo's side (default 0.04)")
+    p.add_argument("--no-deletion", action="store_true",
+                   help="skip the deletion / insertion curves")
+    p.add_argument("--no-randomization", action="store_true",
+                   help="skip the randomisation test (saves one map per image)")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..evaluate.compare import compare_methods
+    from ..evaluate.tables import methods_table
+    from ..localize import get_recipe
+    from ..methods import get_method
+
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    if not names:
+        raise CLIError("--methods is empty")
+    for n in names:
+        lookup(get_method, n)
+    lookup(get_recipe, args.recipe)
+    problems = Failures()
+    records = dataset_records(args.dataset, args.limit, problems)
+    clf = model_from_args(args)
+    failures = Failures()
+
+    with progress(len(records), "compare") as bar:
+        rows = compare_methods(clf, records, names, batch_size=args.batch_size,
+                               steps=args.steps, recipe=args.recipe, smooth=args.smooth,
+                               deletion=not args.no_deletion,
+                               randomization=not args.no_randomization,
+                               on_batch=bar.update, on_failure=failures)
+    if args.json:
+        json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{clf.name} on {len(records) - len(failures)} photos of {args.dataset}; "
+              f"maps explain the true class")
+        print(methods_table(rows))
+    return 1 if failures or problems else 0

@@ -1,0 +1,65 @@
+"""``deepinside methods``: the attribution methods and their papers (and the demo figure)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["DEMO_METHODS", "demo", "register"]
+
+DEMO_METHODS = ("gradient", "deconvnet", "guided_backprop", "gradient_x_input", "smoothgrad",
+                "integrated_gradients", "gradcam", "gradcam_pp", "occlusion")
+
+
+def register(subparsers) -> None:
+    """Add the ``methods`` subcommand."""
+    p = subparsers.add_parser("methods", help="list the attribution methods and their papers")
+    p.add_argument("pattern", nargs="?", default=None, help="only names matching this glob")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..methods import list_methods
+
+    infos = list(list_methods(args.pattern).values())
+    if not infos:
+        return 1
+    if args.json:
+        json.dump([{"name": i.name, "description": i.description, "paper": i.paper}
+                   for i in infos], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        print(f"{i.name:{width}s}  {i.description}")
+        print(f"{'':{width}s}  {i.paper}")
+    return 0
+
+
+def demo(ctx) -> list[Path]:
+    """One photo, every method side by side (``methods.png``)."""
+    import numpy as np
+
+    from ..images import photo_maps
+    from ..render import heatmap, overlay, save_figure
+
+    name, photo = ctx.photos[0]
+    row_maps, row_overlays, titles = [], [], []
+    target = None
+    for m in DEMO_METHODS:
+        maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m)
+        target = int(t[0])
+        mp = np.clip(maps[0], 0, None) if m == "occlusion" else maps[0]
+        row_maps.append(heatmap(mp))
+        row_overlays.append(overlay(photo, mp))
+        titles.append(m)
+    label = ctx.classifier.short_name(target)
+    path = save_figure([row_maps, row_overlays], ctx.out / "methods.png",
+                       [titles, [f"{t}: {label}" for t in titles]])
+    ctx.notes.append(f"methods.png: {name} explained by {len(DEMO_METHODS)} methods "
+                     f"(`deepinside methods` lists them)")
+    return [path]
+

@@ -1,0 +1,75 @@
+"""``deepinside saliency``: a map per photo (the paper's by default), as PNG, overlay and .npy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import (
+    Failures,
+    add_batch_size,
+    add_model_args,
+    claim_batch,
+    count_done,
+    lookup,
+    model_from_args,
+    photo_batches,
+    progress,
+    resolve_class,
+)
+
+OUTPUTS = ("_saliency.png", "_overlay.png", "_saliency.npy")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``saliency`` subcommand."""
+    p = sub.add_parser("saliency", help="the paper's saliency maps for photos")
+    p.add_argument("images", nargs="+", help="files, directories or glob patterns")
+    add_model_args(p)
+    p.add_argument("--target", "-t", default=None,
+                   help="class index or name (default: each photo's top-1 class)")
+    p.add_argument("--method", default="gradient",
+                   help="attribution method (default: gradient, the paper's)")
+    p.add_argument("--out", "-o", default="deepinside-saliency", help="output directory")
+    add_batch_size(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def outputs(out: Path, stem: str) -> list[Path]:
+    """The files written for one photo."""
+    return [out / f"{stem}{s}" for s in OUTPUTS]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..images import photo_maps
+    from ..methods import get_method
+    from ..render import heatmap, label_image, overlay, save_png
+
+    method = lookup(get_method, args.method)
+    clf = model_from_args(args)
+    target = resolve_class(clf, args.target) if args.target is not None else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = Failures()
+    taken: dict[Path, Path] = {}
+    total, batches = photo_batches(args.images, args.batch_size, failures)
+    with progress(total, "saliency") as bar:
+        for batch in batches:
+            keep = claim_batch(batch, lambda p: outputs(out, p.stem), taken, args.overwrite,
+                               failures)
+            if keep:
+                photos = [p for _, p in keep]
+                maps, targets, _ = photo_maps(clf, photos, target, method=method,
+                                              batch_size=len(photos))
+                for (path, photo), m, t in zip(keep, maps, targets.tolist()):
+                    png, ovl, npy = outputs(out, path.stem)
+                    save_png(heatmap(m), png)
+                    save_png(label_image(overlay(photo, m), clf.short_name(t)), ovl)
+                    np.save(npy, m.astype(np.float32))
+            bar.update(len(batch.items) + batch.failed)
+    print(f"wrote maps for {count_done(taken)} of {total} images to {out}", file=sys.stderr)
+    return 1 if failures or not total else 0

@@ -1,0 +1,276 @@
+"""The only place a network is called.
+
+Every method, class models, faithfulness, localisation and classification run the model through
+this module, so what a call does to the model is decided once:
+
+- the whole module runs in eval mode, and each submodule's own train/eval flag is restored
+  afterwards, also when an error is raised (:func:`eval_mode`);
+- by default a private copy with batch norm folded into the convolutions and ``channels_last``
+  memory runs instead of the caller's module (:mod:`deepinside.fastmodel`; exact up to float
+  rounding); ``fast=False`` runs the module itself;
+- the inputs are never modified and keep their ``requires_grad``; gradients are taken with
+  ``torch.autograd.grad`` with respect to the input (or one layer's output) only, so no weight
+  gradient is computed and no ``.grad`` is written;
+- hooks are registered for one call and removed in ``finally``;
+- results follow the device and dtype of the inputs; the logits are checked (``Tensor[B, K]``).
+
+Functions: :func:`forward_logits` (no gradient), :func:`input_gradient` (one backward pass,
+dS/dI), :func:`capture_layer` (a layer's activations and dS/dA, for the CAM family), and
+:func:`network`, the context the others are built on, for loops that call the network many
+times (class models).
+
+Targets (what to explain) are resolved by :mod:`deepinside.targets`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .fastmodel import fast_copy
+from .layers import Layer, default_layer, find_layer, to_grid
+from .models import Classifier
+from .targets import ScoreFn, Target, resolve_targets, target_scores
+
+__all__ = [
+    "LayerCapture",
+    "capture_layer",
+    "check_images",
+    "eval_mode",
+    "forward_logits",
+    "input_gradient",
+    "module_of",
+    "network",
+]
+
+
+def module_of(model: Classifier | nn.Module) -> nn.Module:
+    """The ``nn.Module`` inside a :class:`Classifier` (or the module itself)."""
+    if isinstance(model, Classifier):
+        return model.module
+    if isinstance(model, nn.Module):
+        return model
+    raise TypeError(f"model must be a deepinside Classifier or an nn.Module, got {type(model)}")
+
+
+def check_images(images: Tensor) -> None:
+    """Check that ``images`` is a floating ``Tensor[B, C, H, W]`` with B >= 1."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a Tensor[B, C, H, W], got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a Tensor[B, C, H, W], got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point, got {images.dtype}")
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode; restore each one's own flag afterwards, even on error."""
+    flags = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _check_logits(out: object) -> Tensor:
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise ValueError("the model must return logits Tensor[B, K]")
+    return out
+
+
+@contextlib.contextmanager
+def network(
+    model: Classifier | nn.Module, example: Tensor, *, fast: bool = True
+) -> Iterator[Callable[[Tensor], Tensor]]:
+    """Within this block, a function ``logits(x Tensor[B, C, H, W]) -> Tensor[B, K]``.
+
+    The model is in eval mode for the whole block (flags restored at its end). With ``fast``,
+    the function runs the private folded ``channels_last`` copy made for the device and dtype
+    of ``example`` (when no safe copy can be made, e.g. the model carries hooks, the module
+    itself). Gradients flow to ``x`` as usual; the copy's weights never need one.
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        example: an input like those to come (device, dtype and shape of one image).
+        fast: use the private copy.
+    """
+    module = module_of(model)
+    with eval_mode(module):
+        net = fast_copy(module, example) if fast else None
+
+        def logits(x: Tensor) -> Tensor:
+            if net is None:
+                return _check_logits(module(x))
+            return _check_logits(net(x.contiguous(memory_format=torch.channels_last)))
+
+        yield logits
+
+
+def forward_logits(model: Classifier | nn.Module, images: Tensor, *, fast: bool = True) -> Tensor:
+    """Logits ``Tensor[B, K]`` without gradients, in eval mode (the caller's flags restored).
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]`` in the model's normalised input space.
+        fast: use the batch-norm-folded private copy.
+    """
+    check_images(images)
+    with torch.no_grad(), network(model, images, fast=fast) as logits:
+        return logits(images.detach())
+
+
+def input_gradient(
+    model: Classifier | nn.Module,
+    images: Tensor,
+    target: Target = None,
+    *,
+    fast: bool = True,
+    score: ScoreFn | None = None,
+) -> tuple[Tensor, Tensor | ScoreFn, Tensor]:
+    """Gradient of each example's class score with respect to its input, one forward pass.
+
+    One backward pass for a target per example; for ``"top<k>"`` targets (``Tensor[B, k]``),
+    one forward pass and ``k`` backward passes through the same graph.
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]`` in the model's normalised input space.
+        target: see :mod:`deepinside.targets` (names need a :class:`Classifier`).
+        fast: run the private batch-norm-folded ``channels_last`` copy of the model (exact up
+            to float rounding; see :mod:`deepinside.fastmodel`). ``False`` runs the module.
+        score: optional map from logits ``Tensor[B, K]`` to the scores ``Tensor[B, K]`` whose
+            target entries are differentiated (default: the logits themselves).
+
+    Returns:
+        ``(gradient, targets, logits)``: ``Tensor[B, C, H, W]`` (``Tensor[B, k, C, H, W]`` for
+        top-k targets), the resolved targets (``Tensor[B]`` / ``Tensor[B, k]`` of classes, or
+        the target callable) and ``Tensor[B, K]``; on the device and in the dtype of
+        ``images``.
+    """
+    check_images(images)
+    x = images.detach()  # a new tensor object: the caller's keeps its requires_grad
+    if fast:
+        x = x.contiguous(memory_format=torch.channels_last)  # the leaf the fast copy takes as is
+    with network(model, x, fast=fast) as logits_of, torch.enable_grad():
+        x.requires_grad_(True)
+        logits = logits_of(x)
+        t = resolve_targets(target, logits, model)
+        s = target_scores(t, logits if score is None else score(logits))
+        if s.dim() == 1:
+            (grad,) = torch.autograd.grad(s.sum(), x)
+        else:
+            k = s.shape[1]
+            grads = [torch.autograd.grad(s[:, j].sum(), x, retain_graph=j < k - 1)[0]
+                     for j in range(k)]
+            grad = torch.stack(grads, dim=1)
+    grad = grad.contiguous().to(dtype=images.dtype)
+    return grad, t, logits.detach()
+
+
+@dataclass
+class LayerCapture:
+    """A layer's activations and the gradient of each image's class score with respect to them.
+
+    Attributes:
+        name: the layer's ``named_modules()`` name.
+        activations: ``Tensor[B, C, h, w]`` (tokens already reshaped to a grid).
+        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
+        targets: ``Tensor[B]`` classes (or the target callable).
+        logits: ``Tensor[B, K]``.
+    """
+
+    name: str
+    activations: Tensor
+    gradients: Tensor
+    targets: Tensor | ScoreFn
+    logits: Tensor
+
+
+def _net_for_layer(module: nn.Module, name: str, images: Tensor, fast: bool) -> nn.Module:
+    """The private fast copy if the layer's output is the same there, else the module itself."""
+    if not fast:
+        return module
+    net = fast_copy(module, images)
+    if net is None:
+        return module
+    try:
+        sub = net.get_submodule(name)
+    except AttributeError:
+        return module  # e.g. a child of a batch norm that folding replaced
+    orig = module.get_submodule(name)
+    if isinstance(sub, nn.Conv2d) and not torch.equal(
+        sub.weight, orig.weight.to(sub.weight.device, sub.weight.dtype)
+    ):
+        return module  # a convolution with a batch norm folded into it: different output
+    return net
+
+
+def capture_layer(
+    model: Classifier | nn.Module,
+    images: Tensor,
+    target: Target = None,
+    *,
+    layer: Layer = None,
+    fast: bool = True,
+) -> LayerCapture:
+    """One forward and one backward pass (down to the layer only) for a batch.
+
+    The layer's output is handed to the rest of the network as a copy of a fresh leaf tensor
+    (a forward hook registered for this call only); the gradient of the class scores is taken
+    with respect to that leaf, so the backward pass stops at the layer and computes no weight
+    gradient (pytorch-grad-cam's ``activations_and_gradients.py`` without its module hooks).
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]``.
+        target: one class per example (see :mod:`deepinside.targets`; not ``"top<k>"``).
+        layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
+            a glob pattern, or a submodule.
+        fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+    """
+    check_images(images)
+    module = module_of(model)
+    x = images.detach()
+    with eval_mode(module):
+        name = default_layer(module, x) if layer is None else find_layer(module, layer)
+        net = _net_for_layer(module, name, x, fast)
+        if net is not module:
+            x = x.contiguous(memory_format=torch.channels_last)
+        leaves: list[Tensor] = []
+
+        def hook(_m, _args, out):
+            if not isinstance(out, Tensor):
+                raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a tensor")
+            leaf = out.detach().requires_grad_(True)
+            leaves.append(leaf)
+            return leaf.clone()  # later in-place operations must not touch the leaf
+
+        handle = net.get_submodule(name).register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                logits = _check_logits(net(x))
+                if not leaves:
+                    raise ValueError(f"layer {name!r} did not run in the forward pass")
+                t = resolve_targets(target, logits, model)
+                s = target_scores(t, logits)
+                if s.dim() != 1:
+                    raise ValueError("layer methods explain one target per image; for top-k "
+                                     "use deepinside.photo_maps (it repeats the images)")
+                act = leaves[-1]
+                (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
+        finally:
+            handle.remove()
+    if grad is None:
+        raise ValueError(f"the class scores do not depend on layer {name!r}")
+    act = to_grid(net, act.detach()).contiguous().to(images.dtype)
+    grad = to_grid(net, grad).contiguous().to(images.dtype)
+    return LayerCapture(name, act, grad, t, logits.detach())
