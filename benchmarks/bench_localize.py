@@ -5,11 +5,17 @@ its true class (this process, 1 torch thread), GrabCut / threshold and the metri
 processes), one line of ``per_image.jsonl``. Runs on the first N photos of imagenet-val-300.
 
     python benchmarks/bench_localize.py [--n 48] [--recipe paper] [--workers 0,1,2]
+    python benchmarks/bench_localize.py --whole-command --n 80 [--repeat 3]
 
-Images/s include starting the worker processes (they import torch: seconds on a busy machine);
-the "without the start" figure subtracts the time of a run on one photo.
+The first form times ``run_localization`` inside one process: images/s include starting the
+worker processes; the "without the start" figure subtracts the time of a run on one photo.
 GrabCut's share is the time in segmentation over the wall time of the in-process run
 (``--workers 0``), where nothing overlaps.
+
+``--whole-command`` times what a user waits for, from outside: the whole
+``deepinside evaluate localization --recipe paper --limit N`` command with ``--workers 0`` (all in
+one process) and ``--workers 2``, alternated, ``--repeat`` times each, into fresh output folders;
+it prints the median wall time of each and their ratio.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +43,13 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--whole-command", action="store_true",
+                    help="time the whole `deepinside evaluate localization` command, -j 0 vs -j 2")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each (--whole-command)")
     args = ap.parse_args()
+    if args.whole_command:
+        whole_command(args)
+        return
 
     import torch
 
@@ -83,6 +99,31 @@ def main() -> None:
               f"{results['grabcut_share']:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def whole_command(args: argparse.Namespace) -> None:
+    """Median wall time of the whole command with 0 and 2 workers, and their ratio."""
+    exe = shutil.which("deepinside") or str(Path(sys.executable).with_name("deepinside"))
+    times: dict[int, list[float]] = {0: [], 2: []}
+    for _ in range(args.repeat):
+        for w in (0, 2):
+            with tempfile.TemporaryDirectory() as out:
+                cmd = [exe, "evaluate", "localization", "--dataset", args.dataset, "--recipe",
+                       args.recipe, "--model", args.model, "--limit", str(args.n),
+                       "--workers", str(w), "--out", out]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                times[w].append(time.perf_counter() - t0)
+            print(f"workers={w}: {times[w][-1]:6.1f} s", flush=True)
+    med = {w: statistics.median(v) for w, v in times.items()}
+    ratio = med[0] / med[2]
+    print(f"whole command, {args.n} photos, recipe {args.recipe}, {os.cpu_count()} CPUs: "
+          f"median {med[0]:.1f} s with --workers 0, {med[2]:.1f} s with --workers 2: "
+          f"{ratio:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"n_images": args.n, "recipe": args.recipe,
+                                               "seconds": times, "median": med,
+                                               "ratio_0_over_2": ratio}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

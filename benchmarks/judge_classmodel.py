@@ -35,8 +35,8 @@ from PIL import Image, ImageFilter
 
 import deepinside
 from deepinside.classmodel import class_model
-from deepinside.commands.classmodel import grid_image
-from deepinside.saliency import eval_mode
+from deepinside.engine import forward_logits
+from deepinside.render import grid_image
 
 CLASSES = [130, 1, 9, 250, 291, 543, 951, 945, 417, 980]
 
@@ -59,8 +59,7 @@ def _jpeg(im: Image.Image) -> Image.Image:
 def judge(clf, photos: list[Image.Image], classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(rank of the true class 0-based, its probability) per photo, whole photo resized."""
     x = torch.stack([clf.preprocessing.to_tensor(p, crop=False) for p in photos])
-    with torch.no_grad(), eval_mode(clf.module):
-        probs = torch.softmax(clf(x.to(clf.device, clf.dtype)).float(), 1)
+    probs = torch.softmax(forward_logits(clf, x.to(clf.device, clf.dtype)).float(), 1)
     t = torch.tensor(classes)
     ranks = (probs > probs.gather(1, t[:, None])).sum(1)
     return ranks.numpy(), probs.gather(1, t[:, None])[:, 0].numpy()

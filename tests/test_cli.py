@@ -84,3 +84,23 @@ def test_demo_runs_offline(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     fig = tmp_path / "demo" / "saliency.png"
     assert fig.is_file() and Image.open(fig).size[0] > 600
+
+
+@pytest.mark.parametrize("args", [
+    ["classify", "x.png", "-b", "0"], ["classify", "x.png", "-b", "-3"],
+    ["classify", "x.png", "--top-k", "0"], ["saliency", "x.png", "--batch-size", "two"],
+    ["localize", "x.png", "--top-k", "0"], ["evaluate", "localization", "-d", "x", "-j", "-1"],
+    ["classmodel", "-c", "1", "--size", "4"], ["classmodel", "-c", "1", "--snapshots", "-1"],
+])
+def test_bad_numbers_are_usage_errors(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+
+
+def test_every_subcommand_has_its_own_module():
+    from deepinside.cli import COMMANDS, build_parser, command_modules
+
+    assert [m.__name__.rsplit(".", 1)[1] for m in command_modules()] == list(COMMANDS)
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)

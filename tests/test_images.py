@@ -105,3 +105,77 @@ def test_whole_photo_resize_and_map_back():
     assert pre.to_tensor(photo, crop=True).shape == (3, 32, 32)
     m = resize_maps(torch.rand(1, 32, 32), (50, 100))
     assert m.shape == (1, 50, 100)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def test_open_photo_takes_paths_pil_and_arrays(tmp_path):
+    from deepinside.images import as_photos, open_photo
+
+    a = (np.arange(6 * 4 * 3) % 255).astype(np.uint8).reshape(6, 4, 3)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    for item in (tmp_path / "a.png", str(tmp_path / "a.png"), Image.fromarray(a), a):
+        p = open_photo(item)
+        assert p.mode == "RGB" and np.array_equal(np.asarray(p), a)
+    assert open_photo(a[..., 0]).size == (4, 6)  # grey array
+    with pytest.raises(ImageLoadError, match="not an image"):
+        open_photo(np.zeros((2, 3, 7), np.uint8))
+    with pytest.raises(ImageLoadError, match="non-finite"):
+        open_photo(np.full((4, 4, 3), np.nan))
+    with pytest.raises(TypeError):
+        open_photo(42)
+    assert len(as_photos([a, a])) == 2 and len(as_photos(a)) == 1
+    with pytest.raises(ValueError):
+        as_photos([])
+
+
+def test_iter_photo_batches_reports_each_failure_once_and_goes_on(tmp_path):
+    from deepinside.images import iter_photo_batches
+
+    good = []
+    for i in range(5):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"g{i}.png")
+        good.append(tmp_path / f"g{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    items = [good[0], tmp_path / "bad.png", good[1], good[2], tmp_path / "missing.png", good[3],
+             good[4]]
+    failed = []
+    batches = list(iter_photo_batches(items, 2, lambda item, why: failed.append((item, why))))
+    assert [b.items for b in batches if b.items] == [good[:2], good[2:4], good[4:]]
+    assert sum(b.failed for b in batches) == 2
+    assert [f[0] for f in failed] == [tmp_path / "bad.png", tmp_path / "missing.png"]
+    assert "no such file" in failed[1][1] and str(tmp_path) not in failed[1][1]
+    records = [{"path": p, "label": i} for i, p in enumerate(good[:3])]
+    [batch, rest] = iter_photo_batches(records, 2, source=lambda r: r["path"])
+    assert batch.items == records[:2] and rest.items == records[2:]
+
+
+def test_photo_maps_top_k_equals_one_class_at_a_time():
+    from models import tiny_classifier
+
+    from deepinside.images import photo_maps
+
+    clf = tiny_classifier()
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+              for h, w in ((40, 50), (33, 31), (64, 48))]
+    maps, t, logits = photo_maps(clf, photos, "top3", method="gradcam", batch_size=2)
+    assert t.shape == (3, 3) and t.tolist() == logits.topk(3).indices.tolist()
+    assert [m.shape for m in maps] == [(3, 40, 50), (3, 33, 31), (3, 64, 48)]
+    for j in range(3):
+        one, tj, _ = photo_maps(clf, photos, t[:, j], method="gradcam")
+        assert tj.tolist() == t[:, j].tolist()
+        for a, b in zip(maps, one):
+            np.testing.assert_allclose(a[j], b, rtol=1e-4, atol=1e-6)
+
+
+def test_import_deepinside_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, deepinside, deepinside.localize, deepinside.evaluate.metrics; "
+            "print('torch' in sys.modules, callable(deepinside.localize))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -1,0 +1,95 @@
+"""The engine, the only place a network is called: eval mode, fast copy, gradients, layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models import Exploding, TinyFeatures, make_tiny, tiny_classifier
+
+from deepinside.engine import (
+    capture_layer,
+    eval_mode,
+    forward_logits,
+    input_gradient,
+    network,
+)
+from deepinside.targets import class_score
+
+
+def _flags(m):
+    return [(n, x.training) for n, x in m.named_modules()]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_forward_logits_no_grad_and_flags_restored(fast):
+    model = make_tiny().train()
+    model.bn1.eval()  # a mixed state must come back exactly
+    before = _flags(model)
+    x = torch.randn(3, 3, 8, 8, requires_grad=True)
+    out = forward_logits(model, x, fast=fast)
+    assert not out.requires_grad and out.shape == (3, 5)
+    assert _flags(model) == before and x.grad is None
+    with torch.no_grad(), eval_mode(model):
+        torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-5)
+    assert _flags(model) == before
+
+
+def test_network_context_checks_logits_and_restores_on_error():
+    model = Exploding().train()
+    before = _flags(model)
+    with pytest.raises(RuntimeError, match="boom"), network(model, torch.zeros(1, 3, 8, 8)) as f:
+        f(torch.zeros(1, 3, 8, 8))
+    assert _flags(model) == before
+    with pytest.raises(ValueError, match="logits"), network(torch.nn.Identity(),
+                                                             torch.zeros(1, 3, 4, 4)) as f:
+        f(torch.zeros(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_top_k_gradients_from_one_forward_equal_one_class_at_a_time(fast):
+    model = make_tiny()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1)) if not fast else None
+    grad, t, logits = input_gradient(model, x, "top3", fast=fast)
+    if handle is not None:
+        handle.remove()
+        assert len(calls) == 1  # one forward pass for the three classes
+    assert grad.shape == (2, 3, 3, 8, 8) and t.shape == (2, 3)
+    assert t.tolist() == logits.topk(3).indices.tolist()
+    for j in range(3):
+        one, _, _ = input_gradient(model, x, t[:, j], fast=fast)
+        torch.testing.assert_close(grad[:, j], one, rtol=1e-5, atol=1e-6)
+
+
+def test_callable_target_is_the_gradient_of_its_score():
+    model = make_tiny(dtype=torch.float64)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    g, t, _ = input_gradient(model, x, class_score([1, 4], weights=[2.0, -1.0]), fast=False)
+    g1, _, _ = input_gradient(model, x, 1, fast=False)
+    g4, _, _ = input_gradient(model, x, 4, fast=False)
+    torch.testing.assert_close(g, 2 * g1 - g4)
+    assert callable(t)
+
+
+def test_capture_layer_leaves_no_hook_and_refuses_top_k():
+    clf = tiny_classifier()
+    x = torch.randn(2, 3, 32, 32)
+    cap = capture_layer(clf, x, [1, 2], layer="features.3")
+    assert cap.name == "features.3" and cap.activations.shape == cap.gradients.shape
+    assert cap.targets.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="one target per image"):
+        capture_layer(clf, x, "top2")
+    with pytest.raises(ValueError, match="no layer of the model matches"):
+        capture_layer(clf, x, layer="featurez.9")
+    assert not any(m._forward_hooks for m in clf.module.modules())
+
+
+def test_capture_layer_gradient_by_hand():
+    # logits = head(mean(features(x))): dS_c/dA = w_c / (h * w) at every position
+    net = TinyFeatures().eval()
+    x = torch.randn(1, 3, 32, 32)
+    cap = capture_layer(net, x, 2, layer="features", fast=False)
+    h, w = cap.activations.shape[-2:]
+    expect = (net.head.weight[2] / (h * w)).view(1, -1, 1, 1).expand_as(cap.gradients)
+    torch.testing.assert_close(cap.gradients, expect.detach())
