@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,9 @@ def main() -> None:
     ap.add_argument("--whole-command", action="store_true",
                     help="time the whole `deepinside evaluate localization` command, -j 0 vs -j 2")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each (--whole-command)")
+    ap.add_argument("--src", action="append", default=[],
+                    help="(--whole-command) also time the package in this src folder, e.g. a "
+                         "checkout of an older version (python -m deepinside with PYTHONPATH)")
     args = ap.parse_args()
     if args.whole_command:
         whole_command(args)
@@ -103,27 +105,31 @@ def main() -> None:
 
 def whole_command(args: argparse.Namespace) -> None:
     """Median wall time of the whole command with 0 and 2 workers, and their ratio."""
-    exe = shutil.which("deepinside") or str(Path(sys.executable).with_name("deepinside"))
-    times: dict[int, list[float]] = {0: [], 2: []}
+    versions = {"this": None, **{src: src for src in args.src}}
+    times = {(v, w): [] for v in versions for w in (0, 2)}
     for _ in range(args.repeat):
-        for w in (0, 2):
+        for (v, w), seen in times.items():
+            env = dict(os.environ)
+            if versions[v] is not None:
+                env["PYTHONPATH"] = str(Path(versions[v]).resolve())
             with tempfile.TemporaryDirectory() as out:
-                cmd = [exe, "evaluate", "localization", "--dataset", args.dataset, "--recipe",
-                       args.recipe, "--model", args.model, "--limit", str(args.n),
-                       "--workers", str(w), "--out", out]
+                cmd = [sys.executable, "-m", "deepinside", "evaluate", "localization",
+                       "--dataset", args.dataset, "--recipe", args.recipe, "--model", args.model,
+                       "--limit", str(args.n), "--workers", str(w), "--out", out]
                 t0 = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True)
-                times[w].append(time.perf_counter() - t0)
-            print(f"workers={w}: {times[w][-1]:6.1f} s", flush=True)
-    med = {w: statistics.median(v) for w, v in times.items()}
-    ratio = med[0] / med[2]
-    print(f"whole command, {args.n} photos, recipe {args.recipe}, {os.cpu_count()} CPUs: "
-          f"median {med[0]:.1f} s with --workers 0, {med[2]:.1f} s with --workers 2: "
-          f"{ratio:.2f}x")
+                subprocess.run(cmd, check=True, capture_output=True, env=env)
+                seen.append(time.perf_counter() - t0)
+            print(f"{v}: workers={w}: {seen[-1]:6.1f} s", flush=True)
+    results = {"n_images": args.n, "recipe": args.recipe, "cpus": os.cpu_count(), "runs": {}}
+    for v in versions:
+        med0, med2 = statistics.median(times[v, 0]), statistics.median(times[v, 2])
+        results["runs"][v] = {"seconds_workers_0": times[v, 0], "seconds_workers_2": times[v, 2],
+                              "median_0": med0, "median_2": med2, "ratio_0_over_2": med0 / med2}
+        print(f"{v}: whole command, {args.n} photos, recipe {args.recipe}, {os.cpu_count()} "
+              f"CPUs: median {med0:.1f} s with --workers 0, {med2:.1f} s with --workers 2: "
+              f"{med0 / med2:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"n_images": args.n, "recipe": args.recipe,
-                                               "seconds": times, "median": med,
-                                               "ratio_0_over_2": ratio}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
