@@ -124,3 +124,12 @@ def test_offline_hub_names_fail_in_one_line():
     with pytest.raises(ModelLoadError) as e:
         deepinside.load_model("timm:resnet18")
     assert "not available offline" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_callers_module_is_not_moved():
+    net = nn.Linear(4, 2)
+    same = deepinside.load_model(net, device="cpu")
+    assert same.module is net  # already there: used as it is
+    other = deepinside.load_model(net, device="meta")
+    assert other.module is not net and other.device.type == "meta"
+    assert net.weight.device.type == "cpu"  # the caller's module stays where it was

@@ -85,15 +85,22 @@ def run_localization(args: argparse.Namespace) -> int:
         lookup(get_method, args.method)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
-    clf = model_from_args(args)
+    rec = get_recipe(args.recipe)
+    pool = None
+    if args.workers > 0 and rec.segment == "grabcut":  # started before the model loads
+        pool = runner.start_workers(args.workers)
     failed = Failures()
     try:
-        summary = runner.run_localization(clf, records, args.out, recipe=args.recipe,
+        clf = model_from_args(args)
+        summary = runner.run_localization(clf, records, args.out, recipe=rec,
                                           method=args.method, workers=args.workers,
                                           batch_size=args.batch_size, seed=args.seed,
-                                          on_problem=failed)
+                                          on_problem=failed, pool=pool)
     except runner.RunMismatchError as e:
         raise CLIError(str(e)) from None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     rec = get_recipe(args.recipe)
     name = f"{rec.name} ({args.method or rec.method}{' x ' + rec.combine if rec.combine else ''})"
     print(localization_table(summary, name))

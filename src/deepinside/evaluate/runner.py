@@ -10,8 +10,10 @@ run in one go give the same summary.
 Worker processes are started with the ``spawn`` method (a ``fork`` of a process whose torch /
 OpenMP threads have already run can deadlock on a lock the threads held at the fork). They
 import only :mod:`.scoring` (NumPy and OpenCV), and they are started before the first map is
-computed, so their start-up overlaps the model's work instead of adding to it. Each worker exits
-when the evaluating process dies.
+computed, so their start-up overlaps the model's work instead of adding to it; while they run,
+the maps use the cores the workers leave (``torch.set_num_threads``, restored at the end), since
+idle OpenMP threads of torch spin and slow GrabCut down. Each worker exits when the evaluating
+process dies.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..localize import Recipe, get_recipe
 from .datasets import Record
 from .scoring import ImageResult, ScoreTask, init_worker, score_photo, summarize
 
-__all__ = ["MP_CONTEXT", "RunMismatchError", "run_localization"]
+__all__ = ["MP_CONTEXT", "RunMismatchError", "run_localization", "start_workers"]
 
 MP_CONTEXT = "spawn"
 PER_IMAGE = "per_image.jsonl"
@@ -77,11 +80,29 @@ def _check_config(out: Path, config: dict) -> None:
         cfg_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def _start_pool(workers: int) -> ProcessPoolExecutor:
-    """``workers`` spawned processes, started now (they import while the first maps run)."""
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def start_workers(workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned GrabCut processes, started now, without waiting for them.
+
+    Start them before the model loads (as ``deepinside evaluate localization`` does) and their
+    imports overlap it; pass the pool to :func:`run_localization`. Each worker is one thread
+    (its numerical libraries are told so through the environment it starts with; the parent's
+    environment is restored at once) and exits when this process dies.
+    """
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(MP_CONTEXT),
                                initializer=init_worker, initargs=(os.getpid(),))
-    pool.submit(int)  # starts the processes without waiting for them
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(dict.fromkeys(_ONE_THREAD, "1"))
+    try:
+        pool.submit(int)  # starts the processes now, without waiting for them
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return pool
 
 
@@ -97,6 +118,7 @@ def run_localization(
     seed: int = 0,
     show_progress: bool = True,
     on_problem: Callable[[str, str], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
 
@@ -107,11 +129,14 @@ def run_localization(
         recipe: a recipe name or :class:`Recipe`.
         method: attribution method name (default: the recipe's).
         workers: GrabCut worker processes (``spawn``ed); 0 runs everything in this process, as
-            do recipes without GrabCut (their segmentation takes about a millisecond).
+            do recipes without GrabCut (their segmentation takes about a millisecond). With
+            ``pool``, the number of processes it has.
         batch_size: photos per saliency pass.
         seed: GrabCut's random seed.
         show_progress: a tqdm bar (images/s) on stderr.
         on_problem: called with ``(photo, reason)`` for an unreadable photo (it is skipped).
+        pool: GrabCut workers already started by :func:`start_workers` (used instead of
+            starting ``workers`` new ones; the caller shuts them down).
 
     Returns:
         The summary (also written to ``out/summary.json``), over the records of this call.
@@ -135,8 +160,12 @@ def run_localization(
     wanted = {r.key for r in records}
     todo = [r for r in records if r.key not in done]
     rows = [done[k] for k in wanted if k in done]
-    use_pool = workers > 0 and rec.segment == "grabcut" and todo  # a threshold: ~1 ms
-    pool = _start_pool(workers) if use_pool else None
+    own_pool = pool is None and workers > 0 and rec.segment == "grabcut" and todo
+    if own_pool:  # (a threshold segmentation takes about a millisecond: no workers for it)
+        pool = start_workers(workers)
+    threads = torch.get_num_threads()
+    if pool is not None:  # the maps leave the workers their cores (idle OpenMP threads spin)
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     pending: deque[Future | ImageResult] = deque()
     max_pending = max(2 * batch_size, 4 * max(workers, 1))
     bar = tqdm(total=len(records), initial=len(rows), desc="localize", unit="img",
@@ -172,12 +201,14 @@ def run_localization(
                     task = ScoreTask(key=r.key, photo=np.asarray(photo), map=m,
                                      boxes=[tuple(b) for b in r.boxes], label=r.label, top5=t5,
                                      recipe=rec, seed=seed, map_seconds=per)
-                    pending.append(pool.submit(score_photo, task) if pool else score_photo(task))
+                    pending.append(pool.submit(score_photo, task) if pool is not None
+                                   else score_photo(task))
                 drain(max_pending)
             drain(0)
     finally:
         bar.close()
-        if pool is not None:
+        torch.set_num_threads(threads)
+        if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
     summary = summarize(rows)
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")

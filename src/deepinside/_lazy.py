@@ -1,0 +1,30 @@
+"""Names of a package imported on first use (PEP 562), so importing the package stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Callable]:
+    """``(__getattr__, __dir__)`` for a package whose public names live in its submodules.
+
+    Args:
+        package: the package's ``__name__``.
+        exports: public name -> submodule (relative, e.g. ``"engine"``) that defines it.
+    """
+    namespace = importlib.import_module(package).__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", package), name)
+        namespace[name] = value  # found directly next time
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__
