@@ -57,8 +57,18 @@ def module_of(model: Classifier | nn.Module) -> nn.Module:
     raise TypeError(f"model must be a deepinside Classifier or an nn.Module, got {type(model)}")
 
 
+def _first_bad(t: Tensor) -> int | None:
+    """Index of the first example of ``t`` with a NaN or an infinity, or ``None``."""
+    bad = ~torch.isfinite(t.detach()).reshape(t.shape[0], -1).all(dim=1)
+    return int(bad.nonzero()[0, 0]) if bool(bad.any()) else None
+
+
 def check_images(images: Tensor) -> None:
-    """Check that ``images`` is a floating ``Tensor[B, C, H, W]`` with B >= 1."""
+    """Check that ``images`` is a finite floating ``Tensor[B, C, H, W]`` with B >= 1.
+
+    Raises:
+        TypeError / ValueError: what is wrong, naming the first bad image of the batch.
+    """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a Tensor[B, C, H, W], got {type(images).__name__}")
     if images.dim() != 4:
@@ -67,6 +77,9 @@ def check_images(images: Tensor) -> None:
         raise ValueError("images is an empty batch")
     if not images.is_floating_point():
         raise TypeError(f"images must be floating point, got {images.dtype}")
+    i = _first_bad(images)
+    if i is not None:
+        raise ValueError(f"image {i} of the batch has non-finite pixels (NaN or infinity)")
 
 
 @contextlib.contextmanager
@@ -84,6 +97,10 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 def _check_logits(out: object) -> Tensor:
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise ValueError("the model must return logits Tensor[B, K]")
+    i = _first_bad(out)
+    if i is not None:
+        raise ValueError(f"the model returned non-finite logits (NaN or infinity) for image {i} "
+                         "of the batch")
     return out
 
 

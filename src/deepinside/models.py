@@ -20,6 +20,8 @@ import copy
 import importlib
 import math
 import re
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,7 +257,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
             obj = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": we decide
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every reader error becomes one clear line
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
@@ -439,7 +443,9 @@ def _load_timm(name: str, weights: str | None) -> Classifier:
     if not timm.is_model(name):
         raise ModelLoadError(f"timm has no model {name!r}{did_you_mean(name, timm.list_models())}")
     try:
-        with _hub_offline_unless_reachable("huggingface.co"):
+        with _hub_offline_unless_reachable("huggingface.co"), contextlib.redirect_stdout(
+            sys.stderr  # keep stdout for results (--json)
+        ):
             model = timm.create_model(name, pretrained=weights is None)
     except Exception as e:  # noqa: BLE001 - hub, network and cache errors alike
         raise ModelLoadError(
@@ -465,7 +471,8 @@ def _load_torchvision(name: str, weights: str | None) -> Classifier:
     wenum = tvm.get_model_weights(name).DEFAULT
     if weights is None:
         try:
-            model = tvm.get_model(name, weights=wenum)
+            with contextlib.redirect_stdout(sys.stderr):  # torch.hub's "Downloading:" line
+                model = tvm.get_model(name, weights=wenum)
         except Exception as e:  # noqa: BLE001 - download errors of every kind
             raise ModelLoadError(
                 f"pretrained weights for torchvision:{name} are not available offline and could "
