@@ -93,3 +93,27 @@ def test_capture_layer_gradient_by_hand():
     h, w = cap.activations.shape[-2:]
     expect = (net.head.weight[2] / (h * w)).view(1, -1, 1, 1).expand_as(cap.gradients)
     torch.testing.assert_close(cap.gradients, expect.detach())
+
+
+def test_non_finite_inputs_and_logits_are_errors_that_name_the_image():
+    import deepinside
+
+    model = make_tiny()
+    x = torch.randn(3, 3, 8, 8)
+    x[2, 1, 4, 4] = float("nan")
+    for fn in (deepinside.saliency, forward_logits, lambda m, i: input_gradient(m, i)):
+        with pytest.raises(ValueError, match="image 2 of the batch has non-finite pixels"):
+            fn(model, x)
+    x[2] = 0.0
+    x[1, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="image 1"):
+        deepinside.get_method("gradcam")(model, x)
+
+    class Overflow(torch.nn.Module):
+        def forward(self, z):
+            out = z.flatten(1)[:, :4] * 1e39  # inf in float32 for the second image
+            out[0] = 0.0
+            return out
+
+    with pytest.raises(ValueError, match="non-finite logits .* image 1"):
+        forward_logits(Overflow(), torch.ones(2, 3, 4, 4))

@@ -254,7 +254,7 @@ def synthetic_dataset(root: Path, n: int = 6) -> Path:
     items = []
     for i in range(n):
         img = (rng.random((48, 64, 3)) * 80 + np.array([0, 80, 60])).astype(np.uint8)
-        x0, y0 = 4 + 7 * i, 6 + 3 * i
+        x0, y0 = 4 + 7 * i % 40, 6 + 3 * i % 22  # on the 64 x 48 photo, whatever n
         img[y0:y0 + 20, x0:x0 + 16] = (220, 40, 40)
         Image.fromarray(img).save(root / f"p{i}.png")
         items.append({"file": f"p{i}.png", "label": i % 3,

@@ -40,10 +40,23 @@ def normalize_map(m: np.ndarray, percentile: float = 99.5) -> np.ndarray:
     return np.clip(m / top, 0.0, 1.0)
 
 
+def _lut(cmap: str) -> np.ndarray:
+    """A colormap's 256 colours as uint8 RGB, ``(N, 3)``."""
+    cm = plt.get_cmap(cmap)
+    return (cm(np.arange(cm.N))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
 def heatmap(m: np.ndarray, cmap: str = "inferno") -> np.ndarray:
-    """A map (H, W) as an RGB heat map, uint8 (H, W, 3)."""
-    rgba = plt.get_cmap(cmap)(normalize_map(m))
-    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
+    """A map (H, W) as an RGB heat map, uint8 (H, W, 3).
+
+    The colours are Matplotlib's (the same as ``cmap(normalize_map(m))``), looked up in a
+    table of 256 colours, so a 50-megapixel map costs bytes, not doubles, per pixel.
+    """
+    lut = _lut(cmap)
+    n = np.nan_to_num(normalize_map(m), copy=False)
+    n *= len(lut)  # as Matplotlib's Colormap.__call__: floor(x * N), N -> N - 1
+    idx = np.minimum(n.astype(np.int32), len(lut) - 1)
+    return lut[idx]
 
 
 def to_uint8(photo: Image.Image | np.ndarray) -> np.ndarray:
@@ -56,12 +69,19 @@ def to_uint8(photo: Image.Image | np.ndarray) -> np.ndarray:
 
 def overlay(photo: Image.Image | np.ndarray, m: np.ndarray, alpha: float = 0.6,
             cmap: str = "jet") -> np.ndarray:
-    """The heat map blended over the photo where the map is strong, uint8 (H, W, 3)."""
-    p = to_uint8(photo).astype(np.float32)
-    n = normalize_map(m)[..., None]
-    h = heatmap(m, cmap).astype(np.float32)
-    w = alpha * n
-    return (p * (1 - w) + h * w + 0.5).clip(0, 255).astype(np.uint8)
+    """The heat map blended over the photo where the map is strong, uint8 (H, W, 3).
+
+    Blended a band of rows at a time, so a large photo needs no float copy of itself.
+    """
+    p = to_uint8(photo)
+    n = normalize_map(m)
+    h = heatmap(m, cmap)
+    out = np.empty_like(h)
+    for r in range(0, out.shape[0], 256):
+        w = alpha * n[r:r + 256, :, None]
+        rows = p[r:r + 256].astype(np.float32) * (1 - w) + h[r:r + 256].astype(np.float32) * w
+        out[r:r + 256] = (rows + 0.5).clip(0, 255).astype(np.uint8)
+    return out
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from .common import (
     add_model_args,
     model_from_args,
     nonnegative_int,
+    output_dir,
     positive_int,
     progress,
     resolve_class,
@@ -107,18 +108,17 @@ def run(args: argparse.Namespace) -> int:
     from ..classmodel import class_model, mode_defaults
     from ..engine import forward_logits
 
+    out = output_dir(args.out)
     clf = model_from_args(args)
     classes: list[int] = []
     for key in args.classes:
         c = resolve_class(clf, key)
         if c not in classes:
             classes.append(c)
-    out = Path(args.out)
     if not args.overwrite:
         existing = [p for p in _planned(clf, classes, out, args.snapshots) if p.exists()]
         if existing:
             raise CLIError(f"output {existing[0]} exists (use --overwrite to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or mode_defaults(args.mode)["steps"]
     t0 = time.perf_counter()
     with progress(steps, f"classmodel ({args.mode})", unit="step") as bar:

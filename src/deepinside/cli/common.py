@@ -8,6 +8,7 @@ model error, :class:`CLIError`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "lookup",
     "model_from_args",
     "nonnegative_int",
+    "output_dir",
     "photo_batches",
     "positive_int",
     "progress",
@@ -133,10 +135,15 @@ class Failures:
         self.items: list[tuple[str, str]] = []
 
     def __call__(self, item: object, reason: str) -> None:
+        self.say(item, reason)
+        self.items.append((str(item), reason))
+
+    @staticmethod
+    def say(item: object, text: str) -> None:
+        """One line on stderr about an input, without counting it as failed."""
         from tqdm import tqdm
 
-        tqdm.write(f"deepinside: {item}: {reason}", file=sys.stderr)
-        self.items.append((str(item), reason))
+        tqdm.write(f"deepinside: {item}: {text}", file=sys.stderr)
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -194,6 +201,23 @@ def _claim(paths: list[Path], taken: dict[Path, Path], source: Path, overwrite: 
     for p in paths:
         taken[p] = source
     return ""
+
+
+def output_dir(path: str) -> Path:
+    """The output folder, created if needed and checked writable (else one-line CLIError)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".deepinside-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise CLIError(f"--out {path}: exists and is not a directory") from None
+    except NotADirectoryError:
+        raise CLIError(f"--out {path}: a part of the path is a file, not a directory") from None
+    except OSError as e:
+        raise CLIError(f"--out {path}: cannot write there ({e.strerror or e})") from None
+    return out
 
 
 def count_done(taken: dict[Path, Path]) -> int:

@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_model_args, model_from_args, topk_records
+from .common import add_model_args, model_from_args, output_dir, topk_records
 
 __all__ = ["DemoContext", "demo_photos", "register"]
 
@@ -51,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from ..render import heatmap, overlay, save_figure, to_uint8
     from . import command_modules
 
+    out = output_dir(args.out)
     clf = model_from_args(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     photos = demo_photos()
     maps, targets, logits = photo_maps(clf, [p for _, p in photos])
     tops = topk_records(clf, logits, 5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .common import (
     CLIError,
@@ -21,6 +20,7 @@ from .common import (
     lookup,
     model_from_args,
     nonnegative_int,
+    output_dir,
     positive_int,
     progress,
 )
@@ -83,6 +83,7 @@ def run_localization(args: argparse.Namespace) -> int:
 
     if args.method is not None:
         lookup(get_method, args.method)
+    out = output_dir(args.out)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
     rec = get_recipe(args.recipe)
@@ -90,13 +91,17 @@ def run_localization(args: argparse.Namespace) -> int:
     if args.workers > 0 and rec.segment == "grabcut":  # started before the model loads
         pool = runner.start_workers(args.workers)
     failed = Failures()
+
+    def warn(item: str, note: str) -> None:
+        failed.say(item, f"warning: {note}")
+
     try:
         clf = model_from_args(args)
-        summary = runner.run_localization(clf, records, args.out, recipe=rec,
+        summary = runner.run_localization(clf, records, out, recipe=rec,
                                           method=args.method, workers=args.workers,
                                           batch_size=args.batch_size, seed=args.seed,
-                                          on_problem=failed, pool=pool)
-    except runner.RunMismatchError as e:
+                                          on_problem=failed, on_warning=warn, pool=pool)
+    except (runner.RunMismatchError, runner.RunLockedError) as e:
         raise CLIError(str(e)) from None
     finally:
         if pool is not None:
@@ -104,7 +109,6 @@ def run_localization(args: argparse.Namespace) -> int:
     rec = get_recipe(args.recipe)
     name = f"{rec.name} ({args.method or rec.method}{' x ' + rec.combine if rec.combine else ''})"
     print(localization_table(summary, name))
-    out = Path(args.out)
     print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
     if problems or failed:
         print(f"skipped {len(problems)} malformed records and {len(failed)} unreadable photos",

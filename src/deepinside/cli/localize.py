@@ -15,6 +15,7 @@ from .common import (
     claim_batch,
     lookup,
     model_from_args,
+    output_dir,
     photo_batches,
     positive_int,
     progress,
@@ -51,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method is not None:
         lookup(get_method, args.method)
+    out = output_dir(args.out)
     clf = model_from_args(args)
     target = resolve_class(clf, args.target) if args.target is not None else None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     boxes_path = out / "boxes.json"
     if boxes_path.exists() and not args.overwrite:
         raise CLIError(f"{boxes_path} exists (use --overwrite to replace it)")
@@ -71,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
                                 method=args.method, recipe=args.recipe, seed=args.seed,
                                 batch_size=len(keep))
                 for (path, photo), row in zip(keep, locs):
-                    save_png(draw_localizations(photo, row), out / f"{path.stem}_localize.png")
+                    try:
+                        save_png(draw_localizations(photo, row), out / f"{path.stem}_localize.png")
+                    except OSError as e:
+                        failures(path, f"cannot write {e.filename or out}: {e.strerror or e}")
+                        continue
                     results.append({"image": str(path), "width": photo.width,
                                     "height": photo.height,
                                     "localizations": [loc.to_dict() for loc in row]})

@@ -14,6 +14,8 @@ from .common import (
     count_done,
     lookup,
     model_from_args,
+    nonnegative_int,
+    output_dir,
     photo_batches,
     progress,
     resolve_class,
@@ -33,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="attribution method (default: gradient, the paper's)")
     p.add_argument("--out", "-o", default="deepinside-saliency", help="output directory")
     add_batch_size(p)
+    p.add_argument("--max-side", type=nonnegative_int, default=0, metavar="PX",
+                   help="write maps and overlays at most PX pixels on their longer side "
+                        "(default 0: at each photo's own size)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=run)
 
@@ -40,6 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def outputs(out: Path, stem: str) -> list[Path]:
     """The files written for one photo."""
     return [out / f"{stem}{s}" for s in OUTPUTS]
+
+
+def shrink(photo, max_side: int):
+    """The photo resized (area filter) so that its longer side is at most ``max_side``."""
+    from PIL import Image
+
+    w, h = photo.size
+    if max(w, h) <= max_side:
+        return photo
+    s = max_side / max(w, h)
+    return photo.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from ..render import heatmap, label_image, overlay, save_png
 
     method = lookup(get_method, args.method)
+    out = output_dir(args.out)
     clf = model_from_args(args)
     target = resolve_class(clf, args.target) if args.target is not None else None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     failures = Failures()
     taken: dict[Path, Path] = {}
     total, batches = photo_batches(args.images, args.batch_size, failures)
@@ -62,14 +77,19 @@ def run(args: argparse.Namespace) -> int:
             keep = claim_batch(batch, lambda p: outputs(out, p.stem), taken, args.overwrite,
                                failures)
             if keep:
+                if args.max_side:
+                    keep = [(path, shrink(photo, args.max_side)) for path, photo in keep]
                 photos = [p for _, p in keep]
                 maps, targets, _ = photo_maps(clf, photos, target, method=method,
                                               batch_size=len(photos))
                 for (path, photo), m, t in zip(keep, maps, targets.tolist()):
                     png, ovl, npy = outputs(out, path.stem)
-                    save_png(heatmap(m), png)
-                    save_png(label_image(overlay(photo, m), clf.short_name(t)), ovl)
-                    np.save(npy, m.astype(np.float32))
+                    try:
+                        save_png(heatmap(m), png)
+                        save_png(label_image(overlay(photo, m), clf.short_name(t)), ovl)
+                        np.save(npy, m.astype(np.float32, copy=False))
+                    except OSError as e:
+                        failures(path, f"cannot write {e.filename or out}: {e.strerror or e}")
             bar.update(len(batch.items) + batch.failed)
     print(f"wrote maps for {count_done(taken)} of {total} images to {out}", file=sys.stderr)
     return 1 if failures or not total else 0

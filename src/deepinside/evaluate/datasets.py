@@ -210,8 +210,9 @@ def read_csv(path: str | Path) -> tuple[list[Record], Problems]:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-            header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path}: cannot read CSV: {e}") from None
     if not rows:

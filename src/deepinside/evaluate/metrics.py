@@ -31,6 +31,7 @@ __all__ = [
     "boxes_mask",
     "centred_box",
     "energy_in_boxes",
+    "fit_boxes",
     "gt_known_hit",
     "max_iou",
     "pointing_hit",
@@ -53,6 +54,30 @@ def check_box(box: Box) -> tuple[float, float, float, float]:
     if not all(np.isfinite(v) for v in (x0, y0, x1, y1)) or x1 < x0 or y1 < y0:
         raise ValueError(f"bad box {box!r}: need finite x0 <= x1 and y0 <= y1")
     return x0, y0, x1, y1
+
+
+def fit_boxes(boxes: Sequence[Box], width: float, height: float) -> tuple[list[Box], list[str]]:
+    """Ground-truth boxes checked against the photo ``(0, 0, width, height)``.
+
+    A box that overlaps the photo but sticks out is clipped to it; a box that does not overlap
+    it at all is dropped (it cannot be scored).
+
+    Returns:
+        ``(kept boxes, notes)``: one note per clipped or dropped box, saying which and why.
+    """
+    kept: list[Box] = []
+    notes: list[str] = []
+    for box in boxes:
+        x0, y0, x1, y1 = check_box(box)
+        c = (max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height)))
+        if c[2] <= c[0] or c[3] <= c[1]:
+            notes.append(f"box {[x0, y0, x1, y1]} lies outside the {width:g}x{height:g} photo; "
+                         "ignored")
+            continue
+        if c != (x0, y0, x1, y1):
+            notes.append(f"box {[x0, y0, x1, y1]} clipped to the {width:g}x{height:g} photo")
+        kept.append(c)
+    return kept, notes
 
 
 def box_area(box: Box) -> float:

@@ -18,13 +18,16 @@ process dies.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
 import sys
 import time
+import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -36,16 +39,72 @@ from ..localize import Recipe, get_recipe
 from .datasets import Record
 from .scoring import ImageResult, ScoreTask, init_worker, score_photo, summarize
 
-__all__ = ["MP_CONTEXT", "RunMismatchError", "run_localization", "start_workers"]
+__all__ = [
+    "MP_CONTEXT",
+    "RunLockedError",
+    "RunMismatchError",
+    "record_hash",
+    "run_config",
+    "run_localization",
+    "start_workers",
+    "weights_hash",
+]
 
 MP_CONTEXT = "spawn"
 PER_IMAGE = "per_image.jsonl"
 SUMMARY = "summary.json"
 CONFIG = "config.json"
+LOCK = ".lock"
 
 
 class RunMismatchError(ValueError):
     """``--out`` holds a run made with other settings; resuming it would mix two runs."""
+
+
+class RunLockedError(RuntimeError):
+    """Another evaluation is writing into the same ``--out``."""
+
+
+def weights_hash(module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and values), hex."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def record_hash(record: Record) -> str:
+    """A short hash of a record's annotations (its key, label and boxes)."""
+    text = json.dumps([record.key, int(record.label), [list(map(float, b)) for b in record.boxes]])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_config(model, recipe: Recipe, method: str, seed: int) -> dict:
+    """Everything that changes the records of a run, as written to ``config.json``."""
+    from .. import __version__
+
+    pre = getattr(model, "preprocessing", None)
+    module = getattr(model, "module", model)
+    return {"deepinside": __version__, "model": getattr(model, "name", type(module).__name__),
+            "weights_sha256": weights_hash(module),
+            "preprocessing": asdict(pre) if pre is not None else None,
+            "method": method, "seed": seed, "recipe": asdict(recipe)}
+
+
+def _differences(old: object, new: object, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    if old != new:
+        def short(v):
+            return f"{v[:12]}..." if isinstance(v, str) and len(v) > 16 else json.dumps(v)
+
+        return [f"{prefix.rstrip('.')} ({short(old)} there, {short(new)} now)"]
+    return []
 
 
 def _read_done(path: Path) -> list[ImageResult]:
@@ -70,14 +129,46 @@ def _read_done(path: Path) -> list[ImageResult]:
 
 
 def _check_config(out: Path, config: dict) -> None:
+    config = json.loads(json.dumps(config))  # as it reads back (tuples become lists)
     cfg_path = out / CONFIG
     if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != config:
-            raise RunMismatchError(f"{out} holds a run with other settings ({cfg_path}); "
-                                   "use another --out or delete it")
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            old = {"config.json": "unreadable"}
+        diff = _differences(old, config)
+        if diff:
+            raise RunMismatchError(f"{out} holds a run with other settings: {'; '.join(diff[:4])}"
+                                   f"{'; ...' if len(diff) > 4 else ''}; use another --out or "
+                                   "delete it")
     else:
         cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` for the run (released by the OS, even if the process is killed)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        yield
+        return
+    with (out / LOCK).open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            who = f.read().strip() or "?"
+            raise RunLockedError(f"another evaluation (pid {who}) is writing to {out}; wait "
+                                 "for it to finish or use another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -118,9 +209,17 @@ def run_localization(
     seed: int = 0,
     show_progress: bool = True,
     on_problem: Callable[[str, str], None] | None = None,
+    on_warning: Callable[[str, str], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
+
+    A run is defined by everything that changes its records (:func:`run_config`: the package
+    version, the model's name, a hash of its weights, its preprocessing, the method, the recipe
+    and the seed; and each record's annotations, :func:`record_hash`). Into an ``out`` that
+    holds the same run, only the photos not yet done are computed; any difference is refused.
+    One evaluation at a time writes into an ``out`` (a lock the OS releases when the process
+    ends, however it ends).
 
     Args:
         model: a :class:`deepinside.Classifier`.
@@ -134,7 +233,10 @@ def run_localization(
         batch_size: photos per saliency pass.
         seed: GrabCut's random seed.
         show_progress: a tqdm bar (images/s) on stderr.
-        on_problem: called with ``(photo, reason)`` for an unreadable photo (it is skipped).
+        on_problem: called with ``(photo, reason)`` for a photo that is skipped: unreadable,
+            a label that is not a class of the model, no box on the photo, a map that fails.
+        on_warning: called with ``(photo, note)`` for a box clipped to the photo or ignored
+            (default: a Python warning).
         pool: GrabCut workers already started by :func:`start_workers` (used instead of
             starting ``workers`` new ones; the caller shuts them down).
 
@@ -142,25 +244,78 @@ def run_localization(
         The summary (also written to ``out/summary.json``), over the records of this call.
 
     Raises:
-        RunMismatchError: ``out`` holds a run made with other settings.
+        RunMismatchError: ``out`` holds a run made with other settings or annotations.
+        RunLockedError: another evaluation is writing into ``out``.
     """
-    from tqdm import tqdm
-
-    from ..images import iter_photo_batches
-    from ..localize import recipe_maps
-
     rec = get_recipe(recipe)
     method = method or rec.method
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_config(out, {"model": getattr(model, "name", "custom"), "method": method,
-                        "seed": seed, "recipe": asdict(rec)})
+    with _locked(out):
+        _check_config(out, run_config(model, rec, method, seed))
+        return _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
+                    on_problem, on_warning, pool)
+
+
+def _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
+         on_problem, on_warning, pool) -> dict:
+    from tqdm import tqdm
+
+    from ..images import iter_photo_batches
+    from ..localize import recipe_maps
+    from .metrics import fit_boxes
+
     lines_path = out / PER_IMAGE
     done = {r.key: r for r in _read_done(lines_path)}
-    wanted = {r.key for r in records}
-    todo = [r for r in records if r.key not in done]
-    rows = [done[k] for k in wanted if k in done]
-    own_pool = pool is None and workers > 0 and rec.segment == "grabcut" and todo
+    hashes = {r.key: record_hash(r) for r in records}
+    changed = [k for k, h in hashes.items() if k in done and done[k].record_hash != h]
+    if changed:
+        raise RunMismatchError(
+            f"{out} holds results for {len(changed)} of these photos with other annotations "
+            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
+    rows = [done[k] for k in hashes if k in done]
+    bar = tqdm(total=len(records), initial=len(rows), desc="localize", unit="img",
+               disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+
+    def skip(path: object, reason: str) -> None:
+        bar.update(1)
+        if on_problem is not None:
+            on_problem(str(path), reason)
+
+    def warn(path: object, note: str) -> None:
+        if on_warning is not None:
+            on_warning(str(path), note)
+        else:
+            warnings.warn(f"{path}: {note}", stacklevel=3)
+
+    n_classes = len(getattr(model, "class_names", ())) or None
+    todo = []
+    for r in records:
+        if r.key in done:
+            continue
+        if n_classes is not None and not 0 <= r.label < n_classes:
+            skip(r.path, f"label {r.label} is not a class of the model (0..{n_classes - 1})")
+        else:
+            todo.append(r)
+
+    def maps_of(items, photos):
+        """The batch's maps; if the batch fails, photo by photo, skipping those that fail."""
+        try:
+            maps, logits = recipe_maps(model, photos, [r.label for r in items], rec, method,
+                                       batch_size=batch_size)
+            return items, photos, maps, logits
+        except Exception as e:  # noqa: BLE001 - one bad photo must not stop the run
+            if len(items) == 1:
+                skip(items[0].path, f"cannot compute its map: {e}")
+                return [], [], [], None
+        kept = [maps_of([r], [p]) for r, p in zip(items, photos)]
+        kept = [k for k in kept if k[0]]
+        if not kept:
+            return [], [], [], None
+        return ([k[0][0] for k in kept], [k[1][0] for k in kept], [k[2][0] for k in kept],
+                torch.cat([k[3] for k in kept]))
+
+    own_pool = pool is None and workers > 0 and rec.segment == "grabcut" and bool(todo)
     if own_pool:  # (a threshold segmentation takes about a millisecond: no workers for it)
         pool = start_workers(workers)
     threads = torch.get_num_threads()
@@ -168,13 +323,6 @@ def run_localization(
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     pending: deque[Future | ImageResult] = deque()
     max_pending = max(2 * batch_size, 4 * max(workers, 1))
-    bar = tqdm(total=len(records), initial=len(rows), desc="localize", unit="img",
-               disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
-
-    def on_failure(path: object, reason: str) -> None:
-        if on_problem is not None:
-            on_problem(str(path), reason)
-
     try:
         with lines_path.open("a", encoding="utf-8") as sink:
 
@@ -187,20 +335,32 @@ def run_localization(
                     rows.append(row)
                     bar.update(1)
 
-            for batch in iter_photo_batches(todo, batch_size, on_failure,
+            for batch in iter_photo_batches(todo, batch_size, lambda p, why: skip(p, why),
                                             source=lambda r: r.path):
-                bar.update(batch.failed)
-                if not batch.items:
+                items, photos, boxes = [], [], []
+                for r, photo in zip(batch.items, batch.photos):
+                    kept, notes = fit_boxes(r.boxes, photo.width, photo.height)
+                    for note in notes if kept else ():
+                        warn(r.path, note)
+                    if kept:
+                        items.append(r)
+                        photos.append(photo)
+                        boxes.append(kept)
+                    else:
+                        skip(r.path, "none of its boxes lies on the photo")
+                if not items:
                     continue
                 t0 = time.perf_counter()
-                maps, logits = recipe_maps(model, batch.photos, [r.label for r in batch.items],
-                                           rec, method, batch_size=batch_size)
-                per = (time.perf_counter() - t0) / len(batch.items)
+                ok, photos, maps, logits = maps_of(items, photos)
+                boxes = [b for r, b in zip(items, boxes) if r in ok]
+                if not ok:
+                    continue
+                per = (time.perf_counter() - t0) / len(ok)
                 top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()
-                for r, photo, m, t5 in zip(batch.items, batch.photos, maps, top5):
-                    task = ScoreTask(key=r.key, photo=np.asarray(photo), map=m,
-                                     boxes=[tuple(b) for b in r.boxes], label=r.label, top5=t5,
-                                     recipe=rec, seed=seed, map_seconds=per)
+                for r, photo, m, t5, bx in zip(ok, photos, maps, top5, boxes):
+                    task = ScoreTask(key=r.key, record_hash=hashes[r.key], photo=np.asarray(photo),
+                                     map=m, boxes=bx, label=r.label, top5=t5, recipe=rec,
+                                     seed=seed, map_seconds=per)
                     pending.append(pool.submit(score_photo, task) if pool is not None
                                    else score_photo(task))
                 drain(max_pending)

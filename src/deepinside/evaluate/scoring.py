@@ -32,6 +32,7 @@ class ScoreTask:
 
     Attributes:
         key: the photo's identifier in the dataset.
+        record_hash: a hash of its annotations (label and boxes), to tell a changed dataset.
         photo: uint8 (H, W, 3).
         map: float32 (H, W), the map for the true class at the photo's size.
         boxes: ground-truth boxes ``(x0, y0, x1, y1)``.
@@ -43,6 +44,7 @@ class ScoreTask:
     """
 
     key: str
+    record_hash: str
     photo: np.ndarray
     map: np.ndarray
     boxes: list[Box]
@@ -58,8 +60,9 @@ class ImageResult:
     """One line of ``per_image.jsonl``: a photo's box and its scores.
 
     Attributes:
-        key, label, top5, width, height, gt_boxes: the photo, its class, the model's top 5
-            classes and the true boxes.
+        key, record_hash: the photo, and a hash of its annotations in the dataset.
+        label, top5, width, height, gt_boxes: its class, the model's top 5 classes, its size
+            and the true boxes (clipped to the photo).
         box: the box found for the true class; ``iou`` its best IoU with a true box.
         hit, top1_hit, top5_err: GT-known hit, top-1 localisation hit, ILSVRC top-5 error.
         point, pointing_hit: the map's peak and whether it is within 15 px of a true box.
@@ -69,6 +72,7 @@ class ImageResult:
     """
 
     key: str
+    record_hash: str
     label: int
     top5: list[int]
     width: int
@@ -123,7 +127,7 @@ def score_photo(task: ScoreTask) -> ImageResult:
     preds = [(c, box if c == label else None) for c in top5]
     point = M.map_peak(m)
     return ImageResult(
-        key=task.key, label=label, top5=top5, width=w, height=h,
+        key=task.key, record_hash=task.record_hash, label=label, top5=top5, width=w, height=h,
         gt_boxes=[list(b) for b in boxes], box=list(box), iou=round(iou, 6),
         hit=bool(iou >= M.IOU_THRESHOLD), top1_hit=M.top1_loc_hit(preds, label, boxes),
         top5_err=M.top5_loc_error(preds, label, boxes),
