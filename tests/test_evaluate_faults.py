@@ -308,3 +308,12 @@ def test_a_pickle_is_refused_in_one_line(tmp_path):
     done = cli("classify", tmp_path / "a.png", "--weights", tmp_path / "w.pt", "--json")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "refused for safety" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["classify", "x.png", "-b", "0"],
+                                  ["classify", "x.png", "--batch-size", "-2"]])
+def test_a_batch_size_below_one_is_a_usage_error_from_the_command(args):
+    done = cli(*args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "argument --batch-size/-b: must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -335,8 +336,12 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
                     rows.append(row)
                     bar.update(1)
 
-            for batch in iter_photo_batches(todo, batch_size, lambda p, why: skip(p, why),
-                                            source=lambda r: r.path):
+            # a small first batch gives the workers their first photos sooner
+            first = min(batch_size, 4) if pool is not None else batch_size
+            batches = itertools.chain(
+                iter_photo_batches(todo[:first], first, skip, source=lambda r: r.path),
+                iter_photo_batches(todo[first:], batch_size, skip, source=lambda r: r.path))
+            for batch in batches:
                 items, photos, boxes = [], [], []
                 for r, photo in zip(batch.items, batch.photos):
                     kept, notes = fit_boxes(r.boxes, photo.width, photo.height)
