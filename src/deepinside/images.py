@@ -39,6 +39,7 @@ __all__ = [
     "expand_inputs",
     "iter_photo_batches",
     "load_image",
+    "demo_photos",
     "open_photo",
     "photo_maps",
     "photos_to_batch",
@@ -376,3 +377,15 @@ def photo_maps(
     if targets:
         t = torch.cat(targets)
     return maps, t, torch.cat(all_logits)
+
+
+def demo_photos() -> list[tuple[str, Image.Image]]:
+    """Photos that ship with installed packages (scikit-image, matplotlib), never ImageNet's."""
+    import matplotlib.cbook as cbook
+    from skimage import data
+
+    photos = [(n, Image.fromarray(getattr(data, n)()).convert("RGB"))
+              for n in ("chelsea", "coffee", "astronaut", "rocket")]
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos.append(("grace_hopper", Image.open(f).convert("RGB")))
+    return photos

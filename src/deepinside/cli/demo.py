@@ -10,6 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..images import demo_photos
 from .common import add_model_args, model_from_args, output_dir, topk_records
 
 __all__ = ["DemoContext", "demo_photos", "register"]
@@ -31,19 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--out", "-o", default="deepinside-demo", help="output directory")
     p.set_defaults(func=run)
-
-
-def demo_photos() -> list:
-    """Photos that ship with installed packages (scikit-image, matplotlib), never ImageNet's."""
-    import matplotlib.cbook as cbook
-    from PIL import Image
-    from skimage import data
-
-    photos = [(n, Image.fromarray(getattr(data, n)()).convert("RGB"))
-              for n in ("chelsea", "coffee", "astronaut", "rocket")]
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        photos.append(("grace_hopper", Image.open(f).convert("RGB")))
-    return photos
 
 
 def run(args: argparse.Namespace) -> int:
