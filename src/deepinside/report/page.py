@@ -21,6 +21,7 @@ th:first-child,td:first-child{text-align:left}th{background:#f0f0f0}
 .note{color:#666;font-size:.9rem}.quick{background:#fff4d6;padding:.5rem .8rem;
 border:1px solid #e8c55a}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem}dt{font-weight:600}
+dd{margin:0;overflow-wrap:anywhere}
 """
 
 
