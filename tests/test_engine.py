@@ -117,3 +117,19 @@ def test_non_finite_inputs_and_logits_are_errors_that_name_the_image():
 
     with pytest.raises(ValueError, match="non-finite logits .* image 1"):
         forward_logits(Overflow(), torch.ones(2, 3, 4, 4))
+
+
+def test_a_layer_holding_a_folded_convolution_but_not_its_batch_norm_runs_unfolded():
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)), nn.BatchNorm2d(4),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 8, 8)
+    fast = capture_layer(net, x, 0, layer="0", fast=True)
+    slow = capture_layer(net, x, 0, layer="0", fast=False)
+    torch.testing.assert_close(fast.activations, slow.activations)
+    torch.testing.assert_close(fast.gradients, slow.gradients)

@@ -317,3 +317,50 @@ def test_a_batch_size_below_one_is_a_usage_error_from_the_command(args):
     assert done.returncode == 2 and done.stdout == ""
     assert "argument --batch-size/-b: must be at least 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_workers_start_at_once_each_with_one_thread():
+    from deepinside.evaluate.runner import start_workers
+
+    pool = start_workers(2)
+    try:
+        for _ in range(100):  # started, without a task of ours reaching them yet
+            if len(_children(os.getpid()) & set(pool._processes)) == 2:
+                break
+            time.sleep(0.1)
+        assert len(_children(os.getpid()) & set(pool._processes)) == 2
+        envs = {pool.submit(os.getenv, "OMP_NUM_THREADS").result(timeout=60)
+                for _ in range(8)}
+        assert envs == {"1"}
+    finally:
+        pool.shutdown()
+    assert os.environ.get("OMP_NUM_THREADS") != "1"  # ours is restored
+
+
+def test_duplicate_records_and_foreign_lines(tmp_path):
+    records, _ = read_dataset(synthetic_dataset(tmp_path))
+    twice = records[:3] + [records[1]]
+    out = tmp_path / "out"
+    said = []
+    s1 = run_localization(tiny(), twice, out, recipe="gradcam-30", workers=0,
+                          show_progress=False, on_problem=lambda p, why: said.append(why))
+    assert s1["n_images"] == 3 and said == ["a second record for p1.png: only the first one "
+                                            "is evaluated"]
+    s2 = run_localization(tiny(), twice, out, recipe="gradcam-30", workers=0,
+                          show_progress=False)
+    assert s2["n_images"] == 3
+    text = (out / "per_image.jsonl").read_text().splitlines(keepends=True)
+    (out / "per_image.jsonl").write_text(text[0] + '{"key": "x"}\n' + "".join(text[1:]))
+    with pytest.raises(RunMismatchError, match="line 2, is not a record"):
+        run_localization(tiny(), records, out, recipe="gradcam-30", workers=0,
+                         show_progress=False)
+
+
+def test_grabcut_on_a_large_photo_with_seeds_lost_in_the_downscale():
+    from deepinside.localize import segment_map
+
+    photo = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint8)
+    m = np.zeros((3000, 3000), np.float32)
+    m[[10, 700, 1500, 2200, 2900], [20, 900, 1400, 2500, 2990]] = 1.0
+    mask, box, note = segment_map(photo, m, "paper")
+    assert mask.shape == (3000, 3000) and "too few seeds" in note

@@ -179,3 +179,18 @@ def test_import_deepinside_loads_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_float_and_bool_arrays_and_empty_inputs():
+    from models import tiny_classifier
+
+    from deepinside.images import open_photo, photo_maps
+
+    a = np.full((4, 5, 3), 0.5)
+    assert np.asarray(open_photo(a)).max() == 128  # floats in [0, 1] are scaled
+    assert np.asarray(open_photo(np.ones((4, 5), bool))).min() == 255
+    with pytest.raises(ValueError, match="no photos"):
+        photo_maps(tiny_classifier(), [])
+    photo = Image.new("RGB", (40, 30))
+    [m], t, _ = photo_maps(tiny_classifier(), [photo], torch.tensor(2))
+    assert t.tolist() == [2] and m.shape == (30, 40)

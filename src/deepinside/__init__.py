@@ -65,7 +65,9 @@ class _Package(types.ModuleType):
     """Keeps ``deepinside.saliency`` and ``deepinside.localize`` the functions.
 
     Importing a submodule binds it as an attribute of the package; where a public function has
-    the submodule's name, the function wins (the submodule stays in ``sys.modules``).
+    the submodule's name, the function wins (the submodule stays in ``sys.modules``). As in
+    0.1, ``import deepinside.saliency as s`` therefore gives the function; the module is
+    ``importlib.import_module("deepinside.saliency")``.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -25,6 +25,7 @@ Targets (what to explain) are resolved by :mod:`deepinside.targets`.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -212,23 +213,47 @@ class LayerCapture:
     logits: Tensor
 
 
+_SAME_LAYER: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def _layer_output(net: nn.Module, name: str, x: Tensor) -> Tensor | None:
+    out: list[Tensor] = []
+    handle = net.get_submodule(name).register_forward_hook(
+        lambda _m, _a, o: out.append(o.detach()) if isinstance(o, Tensor) else None)
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        handle.remove()
+    return out[-1] if out else None
+
+
 def _net_for_layer(module: nn.Module, name: str, images: Tensor, fast: bool) -> nn.Module:
-    """The private fast copy if the layer's output is the same there, else the module itself."""
+    """The private fast copy if the layer's output is the same there, else the module itself.
+
+    Folding a batch norm into a convolution changes the output of any layer that holds the
+    convolution but not the batch norm; whether it does is checked once per copy and layer, on
+    a random input, and remembered.
+    """
     if not fast:
         return module
     net = fast_copy(module, images)
     if net is None:
         return module
     try:
-        sub = net.get_submodule(name)
+        net.get_submodule(name)
     except AttributeError:
         return module  # e.g. a child of a batch norm that folding replaced
-    orig = module.get_submodule(name)
-    if isinstance(sub, nn.Conv2d) and not torch.equal(
-        sub.weight, orig.weight.to(sub.weight.device, sub.weight.dtype)
-    ):
-        return module  # a convolution with a batch norm folded into it: different output
-    return net
+    same = _SAME_LAYER.setdefault(net, {})
+    if name not in same:
+        probe = torch.randn((1, *images.shape[1:]), generator=torch.Generator().manual_seed(0))
+        probe = probe.to(device=images.device, dtype=images.dtype)
+        a = _layer_output(module, name, probe)
+        b = _layer_output(net, name, probe.contiguous(memory_format=torch.channels_last))
+        same[name] = (a is not None and b is not None and a.shape == b.shape
+                      and bool(torch.allclose(a, b, rtol=1e-3,
+                                              atol=1e-3 * float(a.abs().max()) + 1e-6)))
+    return net if same[name] else module
 
 
 def capture_layer(

@@ -99,6 +99,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageLoadError(f"{path}: not an image file (or an unsupported format)") from None
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"{path}: refused, possible decompression bomb ({e})") from None
+    except PermissionError:
+        raise ImageLoadError(f"{path}: cannot read it (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = str(e) or type(e).__name__
         if "truncated" in reason.lower():
@@ -210,11 +212,18 @@ def open_photo(item: str | Path | Image.Image | np.ndarray) -> Image.Image:
     if isinstance(item, np.ndarray):
         a = item
         if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or 0 in a.shape:
-            raise ImageLoadError(f"array of shape {a.shape} is not an image (H, W) or (H, W, 3)")
-        if a.dtype != np.uint8:
-            if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-                raise ImageLoadError(f"array of {a.dtype} with non-finite values is not an image")
-            a = np.clip(a, 0, 255).astype(np.uint8)
+            raise ImageLoadError(f"array of shape {a.shape} is not an image (H, W) or "
+                                 "(H, W, 1 | 3 | 4)")
+        if a.dtype == np.bool_:
+            a = a.astype(np.uint8) * 255
+        elif a.dtype != np.uint8:
+            if not np.issubdtype(a.dtype, np.number):
+                raise ImageLoadError(f"array of {a.dtype} is not an image")
+            if not np.isfinite(a).all():
+                raise ImageLoadError("array has non-finite values (NaN or infinity)")
+            if np.issubdtype(a.dtype, np.floating) and a.min() >= 0 and a.max() <= 1:
+                a = a * 255.0  # floats in [0, 1], as scikit-image and Matplotlib use them
+            a = np.clip(np.round(a), 0, 255).astype(np.uint8)
         if a.ndim == 3 and a.shape[2] == 1:
             a = a[..., 0]
         return to_rgb(Image.fromarray(np.ascontiguousarray(a)))
@@ -344,6 +353,10 @@ def photo_maps(
 
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if not photos:
+        raise ValueError("no photos given")
+    if isinstance(target, Tensor) and target.dim() == 0:
+        target = int(target)
     fn = get_method(method) if isinstance(method, str) else method
     dev = torch.device(device) if device is not None else model.device
     per_photo = target is not None and not isinstance(target, (int, np.integer, str)) and not (

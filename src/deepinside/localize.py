@@ -209,6 +209,9 @@ def _grabcut(photo: np.ndarray, m: np.ndarray, recipe: Recipe, seed: int) -> tup
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
         labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        n_fg = int(np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).sum())
+        if n_fg < GMM_COMPONENTS or labels.size - n_fg < GMM_COMPONENTS:  # lost in the resize
+            return fg, "too few seeds for GrabCut; foreground = the top seeds"
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(int(seed))

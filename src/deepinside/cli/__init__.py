@@ -20,7 +20,7 @@ from .common import CLIError
 __all__ = ["COMMANDS", "build_parser", "command_modules", "main"]
 
 COMMANDS = ("classify", "saliency", "localize", "classmodel", "evaluate", "methods", "models",
-            "paper", "demo")
+            "paper", "serve", "demo")
 
 
 def command_modules() -> list[ModuleType]:

@@ -111,8 +111,8 @@ def run_localization(args: argparse.Namespace) -> int:
     print(localization_table(summary, name))
     print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
     if problems or failed:
-        print(f"skipped {len(problems)} malformed records and {len(failed)} unreadable photos",
-              file=sys.stderr)
+        print(f"skipped {len(problems)} malformed records and {len(failed)} photos (each said "
+              "above)", file=sys.stderr)
     return 1 if problems or failed else 0
 
 

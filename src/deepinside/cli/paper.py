@@ -39,8 +39,13 @@ def run(args: argparse.Namespace) -> int:
         records = dataset_records(args.dataset, args.limit, problems)
     elif args.limit is not None:
         raise CLIError("--limit needs --dataset")
+    from ..evaluate.runner import RunLockedError, RunMismatchError
+
     clf = model_from_args(args)
-    report = paper_report(clf, out, records=records, dataset=args.dataset, quick=args.quick)
+    try:
+        report = paper_report(clf, out, records=records, dataset=args.dataset, quick=args.quick)
+    except (RunLockedError, RunMismatchError) as e:
+        raise CLIError(str(e)) from None
     print(f"wrote {out / 'index.html'} and {out / 'report.json'} in {report['seconds']:.0f} s",
           file=sys.stderr)
     return 1 if problems else 0

@@ -19,6 +19,7 @@ process dies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -102,26 +103,33 @@ def _differences(old: object, new: object, prefix: str = "") -> list[str]:
         return out
     if old != new:
         def short(v):
-            return f"{v[:12]}..." if isinstance(v, str) and len(v) > 16 else json.dumps(v)
+            if prefix.endswith("sha256.") and isinstance(v, str):
+                return f"{v[:12]}..."
+            return json.dumps(v)
 
         return [f"{prefix.rstrip('.')} ({short(old)} there, {short(new)} now)"]
     return []
 
 
 def _read_done(path: Path) -> list[ImageResult]:
-    """Complete lines of ``per_image.jsonl``; a torn last line (interrupted write) is cut off."""
+    """The records of ``per_image.jsonl``; a torn last line (interrupted write) is cut off.
+
+    Raises:
+        RunMismatchError: a complete line in the file is not a record of this version.
+    """
     if not path.exists():
         return []
     rows: list[ImageResult] = []
     good = 0
     with path.open("rb") as f:
-        for raw in f:
+        for n, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
-                break
+                break  # the torn last line of an interrupted write
             try:
                 rows.append(ImageResult.from_json(json.loads(raw)))
-            except (json.JSONDecodeError, TypeError):
-                break
+            except (ValueError, TypeError):
+                raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
+                                       "deepinside; use another --out or delete it") from None
             good += len(raw)
     if good != path.stat().st_size:
         with path.open("r+b") as f:
@@ -188,7 +196,8 @@ def start_workers(workers: int) -> ProcessPoolExecutor:
     saved = {k: os.environ.get(k) for k in _ONE_THREAD}
     os.environ.update(dict.fromkeys(_ONE_THREAD, "1"))
     try:
-        pool.submit(int)  # starts the processes now, without waiting for them
+        for _ in range(workers):  # one process is started per task while none is idle
+            pool.submit(int)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -290,10 +299,14 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
             warnings.warn(f"{path}: {note}", stacklevel=3)
 
     n_classes = len(getattr(model, "class_names", ())) or None
-    todo = []
+    todo, seen = [], set()
     for r in records:
         if r.key in done:
             continue
+        if r.key in seen:
+            skip(r.path, f"a second record for {r.key}: only the first one is evaluated")
+            continue
+        seen.add(r.key)
         if n_classes is not None and not 0 <= r.label < n_classes:
             skip(r.path, f"label {r.label} is not a class of the model (0..{n_classes - 1})")
         else:
@@ -322,15 +335,19 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
     threads = torch.get_num_threads()
     if pool is not None:  # the maps leave the workers their cores (idle OpenMP threads spin)
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
-    pending: deque[Future | ImageResult] = deque()
+    pending: deque[tuple[Future | Callable[[], ImageResult], Path]] = deque()
     max_pending = max(2 * batch_size, 4 * max(workers, 1))
     try:
         with lines_path.open("a", encoding="utf-8") as sink:
 
             def drain(limit: int) -> None:
                 while len(pending) > limit:
-                    item = pending.popleft()
-                    row = item.result() if isinstance(item, Future) else item
+                    item, path = pending.popleft()
+                    try:
+                        row = item.result() if isinstance(item, Future) else item()
+                    except Exception as e:  # noqa: BLE001 - one photo must not stop the run
+                        skip(path, f"cannot segment its map: {e}")
+                        continue
                     sink.write(json.dumps(row.to_json()) + "\n")
                     sink.flush()
                     rows.append(row)
@@ -366,8 +383,8 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
                     task = ScoreTask(key=r.key, record_hash=hashes[r.key], photo=np.asarray(photo),
                                      map=m, boxes=bx, label=r.label, top5=t5, recipe=rec,
                                      seed=seed, map_seconds=per)
-                    pending.append(pool.submit(score_photo, task) if pool is not None
-                                   else score_photo(task))
+                    pending.append((pool.submit(score_photo, task) if pool is not None
+                                    else functools.partial(score_photo, task), r.path))
                 drain(max_pending)
             drain(0)
     finally:

@@ -94,8 +94,8 @@ def paper_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    photos = []
     if records is not None:
-        photos = []
         for r in records:
             try:
                 photos.append((Path(r.key).name, load_image(r.path)))
@@ -103,10 +103,15 @@ def paper_report(
                 continue
             if len(photos) == (8 if quick else 16):
                 break
-    else:
+    if not photos:  # no dataset, or none of its first photos can be read
         photos = demo_photos()
     ctx = sections.Context(classifier, out, records, photos, quick, say)
+    from ..evaluate.runner import weights_hash
+
+    pre = getattr(classifier, "preprocessing", None)
     config = {"model": classifier.name, "dataset": dataset,
+              "weights_sha256": weights_hash(classifier.module),
+              "preprocessing": repr(pre),
               "photos": [r.key for r in records] if records is not None else "demo",
               "quick": quick, "version": _versions()["deepinside"]}
     report: dict = {

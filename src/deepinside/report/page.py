@@ -26,7 +26,7 @@ dd{margin:0;overflow-wrap:anywhere}
 
 
 def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
+    return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
 
 def _num(v: float, digits: int = 3) -> str:

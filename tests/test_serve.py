@@ -1,0 +1,249 @@
+"""``deepinside serve``'s HTTP API (deepinside.serve): every endpoint and every bad request."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models import tiny_classifier
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import deepinside  # noqa: E402
+from deepinside.serve import Limits, create_app  # noqa: E402
+
+
+def png_bytes(seed: int = 0, size=(40, 50), fmt: str = "PNG") -> bytes:
+    a = np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, fmt)
+    return buf.getvalue()
+
+
+def decode_map(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64)))).astype(np.float64) / 65535
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return tiny_classifier()
+
+
+@pytest.fixture(scope="module")
+def client(clf):
+    return TestClient(create_app(clf))
+
+
+def problem(r, status: int, words: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and words in body["detail"]
+
+
+def test_health_models_classes_methods(client, clf):
+    assert client.get("/healthz").json() == {"status": "ok", "model": "tiny"}
+    assert client.get("/v1/models").json()["models"] == [
+        {"name": "tiny", "classes": 6, "input_size": [32, 32]}]
+    assert client.get("/v1/classes").json()["classes"][:2] == ["class0", "class1"]
+    ms = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
+    assert set(ms) == set(deepinside.list_methods())
+    assert ms["smoothgrad"]["params"]["samples"] == {"type": "int", "default": 16, "min": 1,
+                                                     "max": 64}
+    assert "fast" not in ms["gradient"]["params"]
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/explain", "/v1/classify", "/v1/models/{name}:explain", "/v1/classmodel",
+            "/v1/jobs/{job_id}/events"} <= set(schema["paths"])
+
+
+def test_classify_is_the_command_line_s_answer(client, clf, tmp_path, capsys):
+    data = png_bytes(1)
+    (tmp_path / "a.png").write_bytes(data)
+    r = client.post("/v1/classify", files={"image": ("a.png", data)}, data={"top_k": "3"})
+    assert r.status_code == 200
+    from deepinside.cli.common import topk_records
+
+    x = deepinside.photos_to_batch([Image.open(tmp_path / "a.png").convert("RGB")],
+                                   clf.preprocessing, crop=True)
+    want = topk_records(clf, deepinside.forward_logits(clf, x), 3)[0]
+    got = r.json()["top"]
+    assert [t["class"] for t in got] == [t["class"] for t in want]
+    assert np.allclose([t["prob"] for t in got], [t["prob"] for t in want], atol=1e-6)
+
+
+def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
+    data = png_bytes(2, size=(37, 61))
+    r = client.post("/v1/explain", files={"image": ("a.png", data)},
+                    data={"method": "gradcam", "target": "class3", "localize": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["target"] == {"class": 3, "name": "class3"} and body["method"] == "gradcam"
+    assert (body["map"]["width"], body["map"]["height"]) == (61, 37)
+    got = decode_map(body["map"]["png"])
+    photo = Image.open(io.BytesIO(data)).convert("RGB")
+    [want], _, _ = deepinside.photo_maps(clf, [photo], [3], method="gradcam")
+    assert got.shape == want.shape == (37, 61)
+    np.testing.assert_allclose(got, want / want.max(), atol=2 / 65535)
+    x0, y0, x1, y1 = body["box"]
+    assert 0 <= x0 < x1 <= 61 and 0 <= y0 < y1 <= 37
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
+    assert overlay.mode == "RGB" and overlay.size == (61, 37)
+    assert set(body["timing_ms"]) == {"classify", "map", "render"}
+
+
+@pytest.mark.parametrize("case", ["no file", "text", "empty", "bomb", "11 MB", "class",
+                                  "method", "bounds", "params", "corrupt"])
+def test_every_bad_request_gets_its_status_and_a_sentence(client, case):
+    files = {"image": ("a.png", png_bytes())}
+    data: dict = {}
+    expect = {"no file": (422, "image"), "text": (415, "not a JPEG, PNG, WebP or GIF"),
+              "empty": (422, "empty"), "bomb": (413, "pixels"), "11 MB": (413, "bytes"),
+              "class": (422, "unknown class"), "method": (422, "unknown method"),
+              "bounds": (422, "between 1 and 256"), "params": (422, "no parameter"),
+              "corrupt": (422, "cannot be decoded")}[case]
+    if case == "no file":
+        files = {}
+    elif case == "text":
+        files = {"image": ("a.txt", b"just some text, not a photo")}
+    elif case == "empty":
+        files = {"image": ("a.png", b"")}
+    elif case == "bomb":
+        buf = io.BytesIO()
+        Image.new("L", (9000, 5000)).save(buf, "PNG")  # 45 MP in a few kB
+        files = {"image": ("bomb.png", buf.getvalue())}
+    elif case == "11 MB":
+        files = {"image": ("noise.png", b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(
+            11 * 2**20))}
+    elif case == "class":
+        data = {"target": "no such class"}
+    elif case == "method":
+        data = {"method": "gradcan"}
+    elif case == "bounds":
+        data = {"method": "integrated_gradients", "params": json.dumps({"steps": 100000})}
+    elif case == "params":
+        data = {"params": json.dumps({"colour": "red"})}
+    elif case == "corrupt":
+        files = {"image": ("a.png", png_bytes()[:60])}
+    problem(client.post("/v1/explain", files=files, data=data), *expect)
+    assert client.get("/healthz").status_code == 200  # and the next request is fine
+    assert client.post("/v1/classify", files={"image": ("a.png", png_bytes())}).status_code == 200
+
+
+def test_token(clf):
+    c = TestClient(create_app(clf, token="s3cret"))
+    problem(c.get("/v1/models"), 401, "Authorization: Bearer")
+    problem(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401, "Bearer")
+    assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+
+
+def test_sixteen_concurrent_explains_each_get_their_own_photo_s_map(client, clf):
+    photos = [png_bytes(s, size=(30 + s, 40)) for s in range(16)]
+
+    def ask(data):
+        return client.post("/v1/explain", files={"image": ("p.png", data)},
+                           data={"method": "gradient"}).json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, photos))
+    for data, body in zip(photos, answers):
+        photo = Image.open(io.BytesIO(data)).convert("RGB")
+        [want], _, _ = deepinside.photo_maps(clf, [photo], [body["target"]["class"]])
+        np.testing.assert_allclose(decode_map(body["map"]["png"]), want / want.max(),
+                                   atol=2 / 65535)
+
+
+def test_kserve_explain_shape(client):
+    b64 = base64.b64encode(png_bytes(3)).decode()
+    r = client.post("/v1/models/tiny:explain", json={
+        "instances": [{"image_b64": b64}, {"image_b64": b64}],
+        "parameters": {"method": "gradcam", "target": 2}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["predictions"]) == len(body["explanations"]) == 2
+    assert body["explanations"][0]["target"]["class"] == 2
+    assert {"top"} == set(body["predictions"][0])
+    problem(client.post("/v1/models/other:explain", json={"instances": []}), 404, "serves")
+    problem(client.post("/v1/models/tiny:explain", json={"nope": 1}), 422, "instances")
+
+
+def test_class_model_job_with_progress_events(client):
+    r = client.post("/v1/classmodel", json={"classes": ["class1", 4], "mode": "paper",
+                                            "steps": 5})
+    assert r.status_code == 202
+    job = r.json()["job"]
+    with client.stream("GET", f"/v1/jobs/{job}/events") as s:
+        events = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: ")]
+    assert events[-1] == {"state": "done", "step": 5, "total": 5}
+    status = client.get(f"/v1/jobs/{job}").json()
+    assert [i["name"] for i in status["images"]] == ["class1", "class4"]
+    problem(client.get("/v1/jobs/nope"), 404, "no job")
+    problem(client.post("/v1/classmodel", json={"classes": ["class1"], "steps": 10**6}), 422,
+            "steps")
+
+
+def test_a_full_queue_is_503_with_retry_after_and_slow_is_504(clf):
+    c = TestClient(create_app(clf, limits=Limits(queue=1, timeout=30)))
+    busy = c.post("/v1/classmodel", json={"classes": [1], "steps": 400})
+    assert busy.status_code == 202  # occupies the one model worker for a while
+    r = c.post("/v1/explain", files={"image": ("a.png", png_bytes())})
+    problem(r, 503, "waiting")
+    assert r.headers["retry-after"] == "1"
+    slow = TestClient(create_app(clf, limits=Limits(timeout=0.001)))
+    problem(slow.post("/v1/explain", files={"image": ("a.png", png_bytes())}), 504, "more than")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.one_of(st.sampled_from(list(deepinside.list_methods())), st.text(max_size=8)),
+       target=st.one_of(st.none(), st.text(max_size=6), st.integers(-5, 10).map(str)),
+       params=st.one_of(st.none(), st.text(max_size=12), st.dictionaries(
+           st.sampled_from(["steps", "samples", "reduce", "window", "noise", "x"]),
+           st.one_of(st.integers(-3, 300), st.floats(allow_nan=True), st.text(max_size=4),
+                     st.booleans()), max_size=2).map(json.dumps)),
+       localize=st.sampled_from(["true", "false", "maybe"]))
+def test_no_request_gets_a_5xx(client, method, target, params, localize):
+    data = {"method": method, "localize": localize}
+    if target is not None:
+        data["target"] = target
+    if params is not None:
+        data["params"] = params
+    r = client.post("/v1/explain", files={"image": ("a.png", png_bytes(size=(16, 20)))},
+                    data=data)
+    assert r.status_code < 500, r.text
+
+
+def test_the_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+
+
+def test_the_command_starts_prints_its_url_and_stops_on_ctrl_c():
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "deepinside", "serve", "--port", str(port)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert f"at http://127.0.0.1:{port}/" in line, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
