@@ -96,7 +96,7 @@ def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
     assert 0 <= x0 < x1 <= 61 and 0 <= y0 < y1 <= 37
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
     assert overlay.mode == "RGB" and overlay.size == (61, 37)
-    assert set(body["timing_ms"]) == {"classify", "map", "render"}
+    assert set(body["timing_ms"]) == {"map", "render"}
 
 
 @pytest.mark.parametrize("case", ["no file", "text", "empty", "bomb", "11 MB", "class",
@@ -185,6 +185,8 @@ def test_class_model_job_with_progress_events(client):
     assert events[-1] == {"state": "done", "step": 5, "total": 5}
     status = client.get(f"/v1/jobs/{job}").json()
     assert [i["name"] for i in status["images"]] == ["class1", "class4"]
+    assert [e["step"] for e in status["evolution"]][-1] == 5
+    assert all(len(e["png"]) == 2 for e in status["evolution"])
     problem(client.get("/v1/jobs/nope"), 404, "no job")
     problem(client.post("/v1/classmodel", json={"classes": ["class1"], "steps": 10**6}), 422,
             "steps")
@@ -247,3 +249,12 @@ def test_the_command_starts_prints_its_url_and_stops_on_ctrl_c():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_paper_report_is_served_at_report(clf, tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "index.html").write_text("<!DOCTYPE html><html><body>report</body></html>")
+    (tmp_path / "figures" / "a.png").write_bytes(png_bytes())
+    c = TestClient(create_app(clf, report=tmp_path))
+    assert "report" in c.get("/report/").text
+    assert c.get("/report/figures/a.png").headers["content-type"] == "image/png"

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.slow
 
 PHOTOS = Path("/work/shared/data/imagenet-val-300/images")
 WAIT_MS = 60_000  # the longest any step may wait
+# the class models themselves, not the images of their evolution
+FINAL_IMAGES = ("document.querySelectorAll('#cm-images figure:not(.evolution) > img').length"
+                " === 1")
 
 
 @pytest.fixture(scope="module")
@@ -198,13 +201,14 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         page.fill("#cm-classes", "goldfish")
         page.fill("#cm-steps", "4")
         page.click("#cm-btn")
-        page.wait_for_function("document.querySelectorAll('#cm-images img').length === 1",
+        page.wait_for_function(FINAL_IMAGES,
                                timeout=WAIT_MS)
         progress = page.eval_on_selector("#cm-progress", "e => [e.value, e.max]")
         assert progress == [4, 4]
         page.wait_for_function(
             "document.querySelector('#cm-images img').naturalWidth > 0", timeout=WAIT_MS)
         assert "goldfish" in page.inner_text("#cm-images figcaption")
+        assert page.locator("#cm-images .evolution img").count() == 4  # after steps 1..4
 
         assert page.is_hidden("#banner"), page.inner_text("#banner")
         page.close()
@@ -284,7 +288,7 @@ def test_page_asks_for_the_token_and_sends_it(photo, lite0):
         page.fill("#cm-classes", "goldfish")
         page.fill("#cm-steps", "2")
         page.click("#cm-btn")
-        page.wait_for_function("document.querySelectorAll('#cm-images img').length === 1",
+        page.wait_for_function(FINAL_IMAGES,
                                timeout=WAIT_MS)
         assert page.eval_on_selector("#cm-progress", "e => [e.value, e.max]") == [2, 2]
         assert page.is_hidden("#banner")

@@ -919,6 +919,26 @@
       fig.append(img, cap);
       grid.appendChild(fig);
     }
+    // the evolution: each class's image after each snapshot's step
+    const evo = job.evolution || [];
+    (job.images || []).forEach((im, i) => {
+      if (!evo.length) return;
+      const row = document.createElement("figure");
+      row.className = "evolution";
+      const strip = document.createElement("div");
+      strip.className = "evolution-strip";
+      for (const snap of evo) {
+        const img = document.createElement("img");
+        img.src = pngUrl(snap.png[i]);
+        img.alt = `${im.name} after ${snap.step} steps`;
+        img.title = `step ${snap.step}`;
+        strip.appendChild(img);
+      }
+      const cap = document.createElement("figcaption");
+      cap.textContent = `${im.name}: the evolution, after steps ${evo.map((s) => s.step).join(", ")}`;
+      row.append(strip, cap);
+      grid.appendChild(row);
+    });
   }
 
   // ---------------------------------------------------------------- wiring
