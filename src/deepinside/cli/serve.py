@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve import Limits, create_app
+        from ..serve.app import ModelWorker
     except ImportError:
         raise CLIError("deepinside serve needs FastAPI and uvicorn: "
                        "pip install 'deepinside[serve]'") from None
@@ -42,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.report is not None and not (Path(args.report) / "index.html").is_file():
         raise CLIError(f"--report {args.report}: holds no index.html")
+    import threading
+
     clf = model_from_args(args)
-    app = create_app(clf, token=args.token, report=args.report,
-                     limits=Limits(max_body=args.max_body, max_pixels=args.max_pixels,
-                                   queue=args.queue, timeout=args.timeout))
+    limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels, queue=args.queue,
+                    timeout=args.timeout)
+    worker = ModelWorker(limits, thread=False)  # runs below, in this (the main) thread
+    app = create_app(clf, token=args.token, report=args.report, limits=limits, worker=worker)
     url = f"http://{args.host}:{args.port}/"
 
     @app.on_event("startup")
@@ -55,11 +59,28 @@ def run(args: argparse.Namespace) -> int:
 
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning"))
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def http() -> None:
+        try:
+            server.run()
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failed.append(e)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=http, name="deepinside-http", daemon=True)
+    thread.start()
     try:
-        server.run()
-    except KeyboardInterrupt:  # uvicorn has shut down cleanly, then re-raises Ctrl-C
+        worker.serve(stop)
+    except KeyboardInterrupt:
         pass
-    except OSError as e:
-        raise CLIError(f"cannot serve at {url}: {e.strerror or e}") from None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    if failed or not server.started:
+        reason = failed[0] if failed else "the server did not start (is the port in use?)"
+        raise CLIError(f"cannot serve at {url}: {reason}")
     print("deepinside: stopped", file=sys.stderr)
     return 0
