@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None and not (Path(args.report) / "index.html").is_file():
         raise CLIError(f"--report {args.report}: holds no index.html")
     import threading
+    import time
 
     clf = model_from_args(args)
     limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels, queue=args.queue,
@@ -51,11 +52,6 @@ def run(args: argparse.Namespace) -> int:
     worker = ModelWorker(limits, thread=False)  # runs below, in this (the main) thread
     app = create_app(clf, token=args.token, report=args.report, limits=limits, worker=worker)
     url = f"http://{args.host}:{args.port}/"
-
-    @app.on_event("startup")
-    async def _ready() -> None:
-        print(f"deepinside: serving {clf.name} at {url} (Ctrl-C to stop)", file=sys.stderr,
-              flush=True)
 
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning"))
@@ -73,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     thread = threading.Thread(target=http, name="deepinside-http", daemon=True)
     thread.start()
     try:
+        while not server.started and not stop.is_set():  # listening: say where
+            time.sleep(0.05)
+        if server.started:
+            print(f"deepinside: serving {clf.name} at {url} (Ctrl-C to stop)", file=sys.stderr,
+                  flush=True)
         worker.serve(stop)
     except KeyboardInterrupt:
         pass
