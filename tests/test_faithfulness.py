@@ -182,3 +182,22 @@ def test_evaluate_compare_command(dev_data, capsys):
     assert code == 0 and "| gradcam | 1 |" in out and "pointing game" in out
     assert main(["evaluate", "compare", "--dataset", str(root), "--methods", "gradcm"]) == 2
     assert "did you mean gradcam" in capsys.readouterr().err
+
+
+def test_compare_skips_a_label_the_model_does_not_have(tmp_path):
+    from models import tiny_classifier
+    from PIL import Image
+
+    from deepinside.evaluate.compare import compare_methods
+    from deepinside.evaluate.datasets import Record
+
+    for i in range(3):
+        Image.new("RGB", (40, 30), (80 * i, 20, 20)).save(tmp_path / f"p{i}.png")
+    records = [Record(tmp_path / f"p{i}.png", label, [(5.0, 5.0, 30.0, 25.0)])
+               for i, label in enumerate([1, 99, 2])]
+    said = []
+    [row] = compare_methods(tiny_classifier(), records, ["gradient"], deletion=False,
+                            randomization=False,
+                            on_failure=lambda p, why: said.append((p.name, why)))
+    assert row.images == 2 and said == [("p1.png", "label 99 is not a class of the model "
+                                                   "(0..5)")]
