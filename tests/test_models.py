@@ -133,3 +133,14 @@ def test_a_callers_module_is_not_moved():
     other = deepinside.load_model(net, device="meta")
     assert other.module is not net and other.device.type == "meta"
     assert net.weight.device.type == "cpu"  # the caller's module stays where it was
+
+
+def test_top_classes_by_hand():
+    clf = deepinside.load_model(nn.Identity(), class_names=["a, first", "b", "c"])
+    logits = torch.tensor([[0.0, 2.0, 1.0], [3.0, 3.0, -1.0]])
+    rows = clf.top_classes(logits, k=2)
+    p = torch.softmax(torch.tensor([0.0, 2.0, 1.0]), 0)
+    assert [r["class"] for r in rows[0]] == [1, 2] and [r["name"] for r in rows[0]] == ["b", "c"]
+    assert rows[0][0]["prob"] == pytest.approx(float(p[1])) and rows[0][1]["logit"] == 1.0
+    assert [r["name"] for r in rows[1]] == ["a", "b"]  # ties: the lower index first
+    assert len(clf.top_classes(logits, k=10)[0]) == 3

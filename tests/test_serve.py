@@ -69,11 +69,9 @@ def test_classify_is_the_command_line_s_answer(client, clf, tmp_path, capsys):
     (tmp_path / "a.png").write_bytes(data)
     r = client.post("/v1/classify", files={"image": ("a.png", data)}, data={"top_k": "3"})
     assert r.status_code == 200
-    from deepinside.cli.common import topk_records
-
     x = deepinside.photos_to_batch([Image.open(tmp_path / "a.png").convert("RGB")],
                                    clf.preprocessing, crop=True)
-    want = topk_records(clf, deepinside.forward_logits(clf, x), 3)[0]
+    want = clf.top_classes(deepinside.forward_logits(clf, x), 3)[0]
     got = r.json()["top"]
     assert [t["class"] for t in got] == [t["class"] for t in want]
     assert np.allclose([t["prob"] for t in got], [t["prob"] for t in want], atol=1e-6)

@@ -16,6 +16,7 @@ truncated, empty and non-image files raise :class:`ImageLoadError` whose message
 from __future__ import annotations
 
 import glob
+import io
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "ImageLoadError",
+    "ImageTooLargeError",
     "PhotoBatch",
     "as_photos",
+    "decode_image",
     "expand_inputs",
     "iter_photo_batches",
     "load_image",
@@ -56,6 +59,10 @@ class ImageLoadError(ValueError):
     """A file could not be read as a photo; the message names the file and the reason."""
 
 
+class ImageTooLargeError(ImageLoadError):
+    """A photo has more pixels than allowed (a possible decompression bomb)."""
+
+
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read a photo as 8-bit RGB with its EXIF orientation applied.
 
@@ -67,7 +74,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         An RGB ``PIL.Image`` fully loaded in memory.
 
     Raises:
-        ImageLoadError: missing, empty, non-image, corrupt or truncated file, or too many pixels.
+        ImageLoadError: missing, empty, non-image, corrupt or truncated file;
+            :class:`ImageTooLargeError` for too many pixels.
     """
     path = Path(path)
     if not path.exists():
@@ -76,36 +84,47 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageLoadError(f"{path}: is a directory")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty file")
+    return _decode(path, str(path), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """:func:`load_image` for the bytes of a file (an upload); messages begin with ``name``."""
+    if not data:
+        raise ImageLoadError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow warns between its own two thresholds; the size check below decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(source)
         with im:
             w, h = im.size
             if w * h > max_pixels:
-                raise ImageLoadError(
-                    f"{path}: {w}x{h} pixels exceeds the limit of {max_pixels} "
+                raise ImageTooLargeError(
+                    f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels} "
                     "(possible decompression bomb)"
                 )
             if w == 0 or h == 0:
-                raise ImageLoadError(f"{path}: image has no pixels")
+                raise ImageLoadError(f"{name}: image has no pixels")
             im.load()
             im = ImageOps.exif_transpose(im)
             return to_rgb(im)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image file (or an unsupported format)") from None
+        raise ImageLoadError(f"{name}: not an image file (or an unsupported format)") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"{path}: refused, possible decompression bomb ({e})") from None
+        raise ImageTooLargeError(f"{name}: refused, possible decompression bomb ({e})") from None
     except PermissionError:
-        raise ImageLoadError(f"{path}: cannot read it (permission denied)") from None
+        raise ImageLoadError(f"{name}: cannot read it (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = str(e) or type(e).__name__
         if "truncated" in reason.lower():
             reason = f"truncated file ({reason})"
-        raise ImageLoadError(f"{path}: corrupt image: {reason}") from None
+        raise ImageLoadError(f"{name}: corrupt image: {reason}") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

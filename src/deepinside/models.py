@@ -201,6 +201,15 @@ class Classifier:
             return self.class_names[index].split(",")[0].strip()
         return f"class {index}"
 
+    def top_classes(self, logits: Tensor, k: int = 5) -> list[list[dict]]:
+        """Per row of ``logits`` ``Tensor[B, K]``: its ``k`` best classes, best first, as
+        ``{"class", "name", "prob", "logit"}`` (what ``deepinside classify --json`` prints)."""
+        logits = logits.detach().float().cpu()
+        vals, idx = torch.softmax(logits, dim=1).topk(min(k, logits.shape[1]), dim=1)
+        return [[{"class": int(c), "name": self.short_name(int(c)), "prob": float(p),
+                  "logit": float(row[c])} for p, c in zip(v, i)]
+                for row, v, i in zip(logits, vals, idx)]
+
     def class_index(self, key: int | str) -> int:
         """Resolve a class given as an index, a numeric string or a name (case-insensitive).
 

@@ -14,7 +14,6 @@ from .common import (
     photo_batches,
     positive_int,
     progress,
-    topk_records,
 )
 
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             if batch.items:
                 x = photos_to_batch(batch.photos, clf.preprocessing, crop=True)
                 logits = forward_logits(clf, x.to(clf.device, clf.dtype))
-                for path, top in zip(batch.items, topk_records(clf, logits, args.top_k)):
+                for path, top in zip(batch.items, clf.top_classes(logits, args.top_k)):
                     results.append({"image": str(path), "top": top})
                     if not args.json:
                         text = ", ".join(f"{t['name']} {t['prob']:.3f}" for t in top)

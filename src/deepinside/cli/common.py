@@ -26,7 +26,6 @@ __all__ = [
     "positive_int",
     "progress",
     "resolve_class",
-    "topk_records",
 ]
 
 PROGRESS_MIN = 5  # show a progress bar from this many inputs on
@@ -223,20 +222,3 @@ def output_dir(path: str) -> Path:
 def count_done(taken: dict[Path, Path]) -> int:
     """How many inputs had their outputs written."""
     return len({src for p, src in taken.items() if p.exists()})
-
-
-def topk_records(clf, logits, k: int) -> list[list[dict]]:
-    """Per image: ``[{"class", "name", "prob", "logit"}, ...]`` for the top-k classes."""
-    import torch
-
-    probs = torch.softmax(logits.float(), dim=1)
-    k = min(k, logits.shape[1])
-    vals, idx = probs.topk(k, dim=1)
-    return [
-        [
-            {"class": int(c), "name": clf.short_name(int(c)), "prob": float(p),
-             "logit": float(logits[i, c])}
-            for p, c in zip(vals[i], idx[i])
-        ]
-        for i in range(logits.shape[0])
-    ]

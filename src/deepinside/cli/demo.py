@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images import demo_photos
-from .common import add_model_args, model_from_args, output_dir, topk_records
+from .common import add_model_args, model_from_args, output_dir
 
 __all__ = ["DemoContext", "demo_photos", "register"]
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     clf = model_from_args(args)
     photos = demo_photos()
     maps, targets, logits = photo_maps(clf, [p for _, p in photos])
-    tops = topk_records(clf, logits, 5)
+    tops = clf.top_classes(logits, 5)
     rows, titles, labels = [], [], []
     for (name, photo), m, t, top in zip(photos, maps, targets.tolist(), tops):
         rows.append([to_uint8(photo), heatmap(m), overlay(photo, m)])

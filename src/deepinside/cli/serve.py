@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..serve import Limits, create_app
-        from ..serve.app import ModelWorker
+        from ..serve import Limits, ModelWorker, create_app
     except ImportError:
         raise CLIError("deepinside serve needs FastAPI and uvicorn: "
                        "pip install 'deepinside[serve]'") from None

@@ -24,6 +24,7 @@ from ..images import iter_photo_batches, photos_to_batch, resize_maps_to
 from ..localize import get_recipe, segment_map
 from ..methods import get_method
 from ..models import Classifier
+from .datasets import label_problem
 from .faithfulness import deletion_insertion, randomization_test
 from .metrics import gt_known_hit, map_peak, pointing_hit
 
@@ -97,16 +98,16 @@ def compare_methods(
     scores = {name: MethodScores(name) for name in methods}
     elapsed = dict.fromkeys(methods, 0.0)
     warm = set()
-    n_classes = len(getattr(model, "class_names", ())) or None
-    if n_classes is not None:  # a label the model does not have is that record's problem only
-        bad = [r for r in records if not 0 <= r.label < n_classes]
-        for r in bad:
-            if on_failure is not None:
-                on_failure(r.path, f"label {r.label} is not a class of the model "
-                                   f"(0..{n_classes - 1})")
-        if bad and on_batch is not None:
-            on_batch(len(bad))
-        records = [r for r in records if 0 <= r.label < n_classes]
+    usable = []
+    for r in records:  # a label the model does not have is that record's problem only
+        why = label_problem(r, model)
+        if not why:
+            usable.append(r)
+        elif on_failure is not None:
+            on_failure(r.path, why)
+    if len(usable) < len(records) and on_batch is not None:
+        on_batch(len(records) - len(usable))
+    records = usable
     for batch in iter_photo_batches(records, batch_size, on_failure, source=lambda r: r.path):
         photos, items = batch.photos, batch.items
         if photos:

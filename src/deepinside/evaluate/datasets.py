@@ -30,7 +30,15 @@ from pathlib import Path
 
 from ..images import IMAGE_EXTENSIONS
 
-__all__ = ["DatasetError", "Record", "read_csv", "read_dataset", "read_json", "read_xml_folder"]
+__all__ = [
+    "DatasetError",
+    "Record",
+    "label_problem",
+    "read_csv",
+    "read_dataset",
+    "read_json",
+    "read_xml_folder",
+]
 
 Box = tuple[float, float, float, float]
 Problems = list[tuple[str, str]]
@@ -292,3 +300,12 @@ def _nonempty(p: Path, result: tuple[list[Record], Problems]) -> tuple[list[Reco
         why = f"; first problem: {problems[0][0]}: {problems[0][1]}" if problems else ""
         raise DatasetError(f"{p}: no usable record{why}")
     return records, problems
+
+
+def label_problem(record: Record, model: object) -> str:
+    """Why ``record``'s label cannot be explained by ``model`` (not one of its classes), or
+    ``""``. A model without ``class_names`` accepts every label."""
+    n = len(getattr(model, "class_names", ()))
+    if n and not 0 <= record.label < n:
+        return f"label {record.label} is not a class of the model (0..{n - 1})"
+    return ""

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..localize import Recipe, get_recipe
-from .datasets import Record
+from .datasets import Record, label_problem
 from .scoring import ImageResult, ScoreTask, init_worker, score_photo, summarize
 
 __all__ = [
@@ -298,7 +298,6 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
         else:
             warnings.warn(f"{path}: {note}", stacklevel=3)
 
-    n_classes = len(getattr(model, "class_names", ())) or None
     todo, seen = [], set()
     for r in records:
         if r.key in done:
@@ -307,8 +306,9 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
             skip(r.path, f"a second record for {r.key}: only the first one is evaluated")
             continue
         seen.add(r.key)
-        if n_classes is not None and not 0 <= r.label < n_classes:
-            skip(r.path, f"label {r.label} is not a class of the model (0..{n_classes - 1})")
+        why = label_problem(r, model)
+        if why:
+            skip(r.path, why)
         else:
             todo.append(r)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..engine import check_images, forward_logits
+from ..engine import forward_logits
 from ..filters import gaussian_blur
 from ..models import Classifier
 from ..targets import ScoreFn, Target, resolve_targets
@@ -27,8 +27,7 @@ def targets_and_logits(
         ValueError: a ``"top<k>"`` target (these methods take one target per image; the photo
             pipeline repeats the images for top-k).
     """
-    check_images(images)
-    logits = forward_logits(model, images.detach(), fast=fast)
+    logits = forward_logits(model, images.detach(), fast=fast)  # checks the images
     t = resolve_targets(target, logits, model)
     if isinstance(t, Tensor) and t.dim() != 1:
         raise ValueError("this method explains one target per image; for top-k use "

@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 import uuid
-import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps
+from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["Limits", "ModelWorker", "Problem", "create_app"]
@@ -109,8 +108,9 @@ def _sniff(data: bytes) -> str | None:
 
 
 def read_photo(data: bytes, limits: Limits) -> Image.Image:
-    """Bytes of an upload -> an RGB photo, or a :class:`Problem` (413 / 415 / 422)."""
-    from ..images import to_rgb
+    """Bytes of an upload -> an RGB photo (the photo pipeline's ``decode_image``), or a
+    :class:`Problem` (413 / 415 / 422)."""
+    from ..images import ImageLoadError, ImageTooLargeError, decode_image
 
     if not data:
         raise Problem(422, "Empty image", "the uploaded file is empty")
@@ -122,25 +122,13 @@ def read_photo(data: bytes, limits: Limits) -> Image.Image:
         raise Problem(415, "Unsupported image type",
                       "the file is not a JPEG, PNG, WebP or GIF image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > limits.max_pixels:
-                raise Problem(413, "Image has too many pixels",
-                              f"{w}x{h} is {w * h} pixels; at most {limits.max_pixels}")
-            if kind == "gif":
-                im.seek(0)
-            im.load()
-            return to_rgb(ImageOps.exif_transpose(im))
-    except Problem:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Problem(413, "Image has too many pixels", "refused as a possible decompression "
-                                                        "bomb") from None
-    except Exception as e:  # noqa: BLE001 - a corrupt file of any kind is the client's
+        return decode_image(data, "the image", limits.max_pixels)  # a GIF's first frame
+    except ImageTooLargeError as e:
+        raise Problem(413, "Image has too many pixels", str(e)) from None
+    except ImageLoadError as e:
+        reason = str(e).removeprefix("the image: ")
         raise Problem(422, "Unreadable image", f"the {kind.upper()} file cannot be decoded "
-                                               f"({str(e) or type(e).__name__})") from None
+                                               f"({reason})") from None
 
 
 def method_params(fn) -> dict[str, dict]:
@@ -323,15 +311,9 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
         except ValueError as e:
             raise Problem(422, "Unknown class", str(e)) from None
 
-    def top(logits, k: int = 5) -> list[dict]:
-        probs = logits.float().softmax(dim=-1)
-        vals, idx = probs.topk(min(k, probs.shape[-1]))
-        return [{"class": int(c), "name": clf.short_name(int(c)), "prob": float(p),
-                 "logit": float(logits[c])} for p, c in zip(vals, idx)]
-
     def classify(photo: Image.Image, k: int) -> list[dict]:
         x = deepinside.photos_to_batch([photo], clf.preprocessing, crop=True)
-        return top(deepinside.forward_logits(clf, x.to(clf.device, clf.dtype))[0], k)
+        return clf.top_classes(deepinside.forward_logits(clf, x.to(clf.device, clf.dtype)), k)[0]
 
     def explain(photo: Image.Image, method: str, target: str | None, params: dict,
                 localize: bool) -> dict:
@@ -342,7 +324,8 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
         t2 = time.perf_counter()
         m = np.clip(m, 0, None) if method == "occlusion" else m
         out = {"model": clf.name, "method": method, "params": params,
-               "target": {"class": c, "name": clf.short_name(c)}, "top": top(logits),
+               "target": {"class": c, "name": clf.short_name(c)},
+               "top": clf.top_classes(logits[None])[0],
                "map": {"width": photo.width, "height": photo.height, "png": map_png(m)},
                "overlay_png": _png(overlay(photo, m)), "box": None, "mask_png": None}
         if localize:
