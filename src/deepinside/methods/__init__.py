@@ -7,9 +7,11 @@ Every method has the call shape of :func:`deepinside.saliency`::
 ``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``).
 The paper's gradient map is registered as ``"gradient"``; every other method lives in a
 submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
-``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``), with the shared parts in
-``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family does with a layer)
-and ``_common``. Every method calls the network through :mod:`deepinside.engine` only.
+``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``; the CAM family's
+``scorecam``, ``layercam``, ``hirescam``, ``xgradcam``, ``eigencam``, ``ablationcam``), with the
+shared parts in ``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family
+does with a layer) and ``_common``. Every method calls the network through
+:mod:`deepinside.engine` only.
 
 A new method is one small file here that decorates its function with :func:`register_method`
 and is imported at the bottom of this module.
@@ -67,12 +69,18 @@ register_method(
 
 # Each submodule registers its method on import.
 from . import (  # noqa: E402, F401
+    ablationcam,
     deconvnet,
+    eigencam,
     gradcam,
     gradcam_pp,
     gradient_x_input,
     guided_backprop,
+    hirescam,
     integrated_gradients,
+    layercam,
     occlusion,
+    scorecam,
     smoothgrad,
+    xgradcam,
 )

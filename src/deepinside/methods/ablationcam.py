@@ -1,0 +1,160 @@
+"""Ablation-CAM (Desai & Ramaswamy 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..engine import check_images, module_of, network
+from ..images import resize_maps
+from ..layers import Layer, default_layer, find_layer, to_grid
+from ..models import Classifier
+from ..targets import Target, resolve_targets, target_scores
+from . import register_method
+from ._common import chunks
+
+__all__ = ["ablationcam"]
+
+Progress = Callable[[int, int], None]
+
+
+@register_method(
+    "ablationcam",
+    "Ablation-CAM: maps weighted by the relative drop of the score when each one is zeroed",
+    "Desai & Ramaswamy 2020, WACV, https://openaccess.thecvf.com/content_WACV_2020/papers/"
+    "Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_"
+    "Localization_WACV_2020_paper.pdf",
+)
+def ablationcam(
+    model: Classifier | nn.Module,
+    images: Tensor,
+    target: Target = None,
+    *,
+    layer: Layer = None,
+    batch_size: int | None = 64,
+    progress: Progress | None = None,
+    relu: bool = True,
+    upsample_to_input: bool = True,
+    fast: bool = True,
+) -> Tensor:
+    """``relu(sum_k w_k A_k)`` with ``w_k = (y_c - y_c^k) / y_c``, for a batch.
+
+    ``y_c^k`` is the class score when channel ``k`` of the layer is set to zero (the paper's
+    eq. 2-3). The layer's output is recorded in one forward pass of the batch; then, for each
+    image, the network runs only from the layer up: a forward hook (registered for this call)
+    replaces the layer's output of a one-image pass by ``n`` ablated copies, so the part below
+    the layer runs once per ``n`` channels instead of ``n`` times (pytorch-grad-cam reruns the
+    whole network for every channel). The first pass also carries the unablated copy, whose
+    score ``y_c`` must equal the clean one; when it does not (a network whose upper part
+    combines the layer with lower tensors in a way that needs equal batches) or the pass
+    fails, every copy reruns the whole network. pytorch-grad-cam ablates with ``min - 1e7``
+    instead of 0 when the layer has values below 0; here it is always 0, as in the paper.
+    Token layers (vision transformers, ``Tensor[B, N, C]``) ablate the last dimension.
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]``.
+        target: ``None`` (top-1), an ``int``, a sequence / ``Tensor[B]`` of ints, or a callable
+            on the logits (one target per image).
+        layer: ``None`` (the last feature map), a ``named_modules()`` name or pattern, or a
+            submodule (see :func:`deepinside.layers.find_layer`).
+        batch_size: ablated copies per forward pass (``None``: all channels of an image).
+        progress: ``progress(done, total)`` after each forward pass, in ablated channels.
+        relu: rectify the weighted sum (the paper).
+        upsample_to_input: resize the map bilinearly to ``H, W``; ``False`` keeps ``h, w``.
+        fast: accepted for the common call shape; the passes need a hook on the caller's
+            layer, so they run the module itself (the folded copy would save little: only the
+            part above the layer runs per channel).
+
+    Returns:
+        ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
+
+    Raises:
+        ValueError: ``"top<k>"`` targets, or a layer that returns no tensor.
+    """
+    del fast  # see above
+    check_images(images)
+    module = module_of(model)
+    x = images.detach()
+    replace: list[Tensor] = []
+    seen: list[Tensor] = []
+
+    def hook(_m, _args, out):
+        if not isinstance(out, Tensor):
+            raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a tensor")
+        if replace:
+            return replace[0]
+        seen.append(out.detach().clone())  # later in-place operations must not change it
+        return None
+
+    with network(model, x, fast=False) as logits_of, torch.no_grad():
+        name = default_layer(module, x) if layer is None else find_layer(module, layer)
+        handle = module.get_submodule(name).register_forward_hook(hook)
+        try:
+            logits = logits_of(x)
+            if not seen:
+                raise ValueError(f"layer {name!r} did not run in the forward pass")
+            act = seen[-1]
+            t = resolve_targets(target, logits, model)
+            if isinstance(t, Tensor) and t.dim() != 1:
+                raise ValueError("ablationcam explains one target per image; for top-k use "
+                                 "deepinside.photo_maps (it repeats the images)")
+            weights = _ablation_weights(logits_of, x, act, t, logits, replace,
+                                        batch_size, progress)
+        finally:
+            handle.remove()
+    grid = to_grid(module, act)
+    cam = (weights.to(grid.dtype)[:, :, None, None] * grid).sum(dim=1)
+    if relu:
+        cam = cam.clamp(min=0)
+    cam = cam.to(images.dtype)
+    return resize_maps(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+
+
+def _ablation_weights(
+    logits_of: Callable[[Tensor], Tensor],
+    x: Tensor,
+    act: Tensor,
+    t: Tensor | Callable,
+    clean: Tensor,
+    replace: list[Tensor],
+    batch_size: int | None,
+    progress: Progress | None,
+) -> Tensor:
+    """``(y_c - y_c^k) / y_c`` per image and channel: ``Tensor[B, C]``."""
+    b, c = act.shape[0], act.shape[-1] if act.dim() == 3 else act.shape[1]
+    view = (lambda k: k[:, None, :]) if act.dim() == 3 else (lambda k: k[:, :, None, None])
+    from_layer: bool | None = None  # run only from the layer up; decided on the first pass
+    weights = torch.empty(b, c, dtype=clean.dtype, device=clean.device)
+    for i in range(b):
+        scores = torch.empty(c + 1, dtype=clean.dtype, device=clean.device)
+        for sl in chunks(c + 1, batch_size):  # row 0: nothing ablated, row j: channel j - 1
+            n = sl.stop - sl.start
+            keep = torch.ones(n, c + 1, dtype=act.dtype, device=act.device)
+            keep[torch.arange(n), torch.arange(sl.start, sl.stop)] = 0
+            replace[:] = [act[i : i + 1] * view(keep[:, 1:])]
+            ti = t[i : i + 1].expand(n) if isinstance(t, Tensor) else t
+            if from_layer is None:
+                from_layer = _runs_from_layer(logits_of, x[i : i + 1], clean[i], n)
+            xi = x[i : i + 1] if from_layer else x[i : i + 1].expand(n, *x.shape[1:])
+            scores[sl] = target_scores(ti, logits_of(xi))
+            replace.clear()
+            if progress is not None:
+                progress(i * c + sl.stop - 1, b * c)
+        weights[i] = (scores[0] - scores[1:]) / scores[0]
+    return weights
+
+
+def _runs_from_layer(
+    logits_of: Callable[[Tensor], Tensor], xi: Tensor, clean: Tensor, n: int
+) -> bool:
+    """Whether a one-image pass whose layer output is replaced by ``n`` copies gives ``n``
+    rows of logits, the first (unablated) one equal to the clean logits ``Tensor[K]``."""
+    try:
+        out = logits_of(xi)
+    except RuntimeError:
+        return False
+    tol = 1e-4 * float(clean.abs().max()) + 1e-6
+    return out.shape[0] == n and bool(torch.allclose(out[0], clean, rtol=1e-4, atol=tol))

@@ -1,0 +1,91 @@
+"""Score-CAM (Wang et al. 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..engine import capture_layer, network
+from ..images import resize_maps
+from ..models import Classifier
+from ..targets import Target, take, target_scores
+from . import register_method
+from ._common import chunks
+from .cam import Layer
+
+__all__ = ["scorecam"]
+
+Progress = Callable[[int, int], None]
+
+
+@register_method(
+    "scorecam",
+    "Score-CAM: maps weighted by the softmax of the scores of the image masked by each map",
+    "Wang et al. 2020, https://arxiv.org/abs/1910.01279",
+)
+def scorecam(
+    model: Classifier | nn.Module,
+    images: Tensor,
+    target: Target = None,
+    *,
+    layer: Layer = None,
+    batch_size: int | None = 64,
+    progress: Progress | None = None,
+    relu: bool = True,
+    upsample_to_input: bool = True,
+    fast: bool = True,
+) -> Tensor:
+    """``relu(sum_k w_k A_k)`` with ``w = softmax_k(S_c(X * s(up(A_k))))``, for a batch.
+
+    Each channel ``A_k`` of the layer is upsampled to the input (bilinear, corners aligned, as
+    pytorch-grad-cam), scaled to [0, 1] (a constant channel masks everything), and multiplies
+    the image; ``S_c`` of each masked image, through a softmax over the channels, is the
+    channel's weight. The paper subtracts a baseline image's score first, which the softmax
+    ignores; it scores with softmax probabilities, pytorch-grad-cam with logits (the default
+    here; pass a target callable such as ``lambda z: z.softmax(-1)[:, c]`` for the paper's).
+    ``B * C`` forward passes, in batches of ``batch_size`` masked images (pairs of all images
+    of the batch and channels, so memory stays bounded).
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]``.
+        target: ``None`` (top-1), an ``int``, a sequence / ``Tensor[B]`` of ints, or a callable
+            on the logits (one target per image; resolved on the clean images).
+        layer: ``None`` (the last feature map), a ``named_modules()`` name or pattern, or a
+            submodule (see :func:`deepinside.layers.find_layer`).
+        batch_size: masked images per forward pass (``None``: all at once).
+        progress: ``progress(done, total)`` after each forward pass, in masked images.
+        relu: rectify the weighted sum (the paper).
+        upsample_to_input: resize the map bilinearly to ``H, W``; ``False`` keeps ``h, w``.
+        fast: use the batch-norm-folded private copy.
+
+    Returns:
+        ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
+    """
+    cap = capture_layer(model, images, target, layer=layer, fast=fast)
+    act, t = cap.activations, cap.targets
+    b, c = act.shape[:2]
+    size = tuple(images.shape[-2:])
+    x = images.detach()
+    scores = torch.empty(b * c, device=act.device, dtype=act.dtype)
+    with network(model, x, fast=fast) as logits_of, torch.no_grad():
+        for sl in chunks(b * c, batch_size):
+            idx = torch.arange(sl.start, sl.stop, device=act.device)
+            img = idx // c
+            up = F.interpolate(act.flatten(0, 1)[idx, None], size=size, mode="bilinear",
+                               align_corners=True)
+            lo = up.amin(dim=(2, 3), keepdim=True)
+            span = up.amax(dim=(2, 3), keepdim=True) - lo
+            mask = torch.where(span > 0, (up - lo) / torch.where(span > 0, span, 1.0), 0.0)
+            logits = logits_of(x[img] * mask.to(x.dtype))
+            scores[sl] = target_scores(take(t, img), logits).to(act.dtype)
+            if progress is not None:
+                progress(sl.stop, b * c)
+    weights = scores.view(b, c).softmax(dim=1)
+    cam = (weights[:, :, None, None] * act).sum(dim=1)
+    if relu:
+        cam = cam.clamp(min=0)
+    return resize_maps(cam, size) if upsample_to_input else cam

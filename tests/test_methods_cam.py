@@ -1,0 +1,196 @@
+"""The CAM family beyond Grad-CAM: Score-CAM, Layer-CAM, HiResCAM, XGrad-CAM, Eigen-CAM and
+Ablation-CAM, against pytorch-grad-cam on the same layer and targets of a ReLU network."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from models import tiny_classifier
+from torch import nn
+
+from deepinside.fastmodel import has_hooks
+from deepinside.methods import get_method, list_methods
+
+torch.set_num_threads(1)
+
+CAMS = ["scorecam", "layercam", "hirescam", "xgradcam", "eigencam", "ablationcam"]
+LAYER = "features.5"  # the second ReLU: Tensor[B, 8, 16, 16], non-negative
+
+
+class ConcatSkip(nn.Module):
+    """conv-ReLU, conv-ReLU (the layer), then the head sees the layer concatenated with the
+    first feature map: the part above the layer needs the lower tensor at the same batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.low = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(10, 5)
+
+    def forward(self, x):
+        low = self.low(x)
+        return self.head(torch.cat([self.mid(low), low], dim=1).mean(dim=(2, 3)))
+
+
+def _images(b=3, size=32, seed=2):
+    return torch.randn((b, 3, size, size), generator=torch.Generator().manual_seed(seed))
+
+
+def _unit(m: torch.Tensor) -> torch.Tensor:
+    """Each map scaled to [0, 1], as pytorch-grad-cam's output (its only post-processing)."""
+    lo = m.amin(dim=(1, 2), keepdim=True)
+    return (m - lo) / (m.amax(dim=(1, 2), keepdim=True) - lo).clamp(min=1e-30)
+
+
+def _reference(name: str, net: nn.Module, layer: nn.Module, x, t):
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = {"scorecam": pgc.ScoreCAM, "layercam": pgc.LayerCAM, "hirescam": pgc.HiResCAM,
+           "xgradcam": pgc.XGradCAM, "eigencam": pgc.EigenCAM,
+           "ablationcam": pgc.AblationCAM}[name]
+    kwargs = {"batch_size": 3} if name == "ablationcam" else {}
+    with cls(model=net, target_layers=[layer], **kwargs) as cam:
+        return torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c))
+                                                             for c in t]))
+
+
+def test_registry_lists_the_cams_with_their_papers():
+    methods = list_methods()
+    for name in CAMS:
+        assert name in methods and methods[name].paper and methods[name].fn is get_method(name)
+
+
+@pytest.mark.parametrize("name", [n for n in CAMS if n != "eigencam"])
+def test_agrees_with_pytorch_grad_cam(name):
+    pytest.importorskip("pytorch_grad_cam")
+    clf = tiny_classifier()
+    ref_net = copy.deepcopy(clf.module).requires_grad_(True)  # pytorch-grad-cam calls backward
+    x = _images()
+    t = torch.tensor([0, 3, 5])
+    want = _reference(name, ref_net, ref_net.features[5], x, t)
+    got = get_method(name)(clf, x, t, layer=LAYER)
+    assert got.shape == want.shape == (3, 32, 32)
+    assert float(want.amax(dim=(1, 2)).min()) > 0.99  # a map, not all zeros
+    torch.testing.assert_close(_unit(got), want, rtol=0, atol=1e-5)
+
+
+def test_eigencam_agrees_with_pytorch_grad_cam_up_to_the_sign_of_the_singular_vector():
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    clf = tiny_classifier()
+    x = _images()
+    act = clf.module.features(x).detach()  # the layer's output, computed independently
+    theirs = torch.from_numpy(get_2d_projection(act.numpy()))
+    raw = get_method("eigencam")(clf, x, layer=LAYER, relu=False, upsample_to_input=False)
+    sign = torch.sign((raw * theirs).sum(dim=(1, 2)))[:, None, None]
+    assert (sign != 0).all()
+    scale = float(theirs.abs().max())
+    torch.testing.assert_close(raw, sign * theirs, rtol=0, atol=1e-5 * scale)
+    # Our sign: the channel loadings sum to > 0, i.e. the map follows the summed activations.
+    summed = act.sum(dim=1)
+    summed = summed - summed.mean(dim=(1, 2), keepdim=True)
+    assert ((raw * summed).sum(dim=(1, 2)) > 0).all()
+    # The rest of the pipeline as pytorch-grad-cam's: rectify, scale, resize, scale again.
+    want = _unit(torch.from_numpy(scale_cam_image(np.maximum((sign * theirs).numpy(), 0),
+                                                  (32, 32))))
+    got = get_method("eigencam")(clf, x, 4, layer=LAYER)  # any target: the same map
+    torch.testing.assert_close(_unit(got), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CAMS)
+def test_batched_equals_one_by_one_and_the_model_is_untouched(name):
+    clf = tiny_classifier()
+    net = clf.module
+    net.train()
+    net.features[1].eval()  # mixed flags must come back as they were
+    net.head.weight.requires_grad_(True)
+    flags = {n: m.training for n, m in net.named_modules()}
+    grads = {n: p.requires_grad for n, p in net.named_parameters()}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = _images()
+    x.requires_grad_(True)
+    t = torch.tensor([1, 2, 4])
+    kw = {"batch_size": 5} if name in ("scorecam", "ablationcam") else {}
+    fn = get_method(name)
+    batched = fn(clf, x, t, layer=LAYER, **kw)
+    one = torch.cat([fn(clf, x[i : i + 1], t[i : i + 1], layer=LAYER, **kw) for i in range(3)])
+    torch.testing.assert_close(batched, one, rtol=1e-4, atol=1e-5 * float(one.abs().max()))
+    assert batched.shape == (3, 32, 32) and batched.requires_grad is False
+    assert {n: m.training for n, m in net.named_modules()} == flags
+    assert {n: p.requires_grad for n, p in net.named_parameters()} == grads
+    assert all(p.grad is None for p in net.parameters()) and x.grad is None and x.requires_grad
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert not has_hooks(net)
+
+
+@pytest.mark.parametrize("name", ["scorecam", "ablationcam"])
+def test_many_pass_methods_report_progress_and_clean_up_after_an_error(name):
+    clf = tiny_classifier()
+    x = _images(2)
+    calls = []
+    get_method(name)(clf, x, layer=LAYER, batch_size=3, progress=lambda d, n: calls.append((d, n)))
+    assert calls[-1] == (16, 16) and len(calls) >= 16 // 3
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    def boom(done, total):
+        raise RuntimeError("stop")
+
+    clf.module.train()
+    with pytest.raises(RuntimeError, match="stop"):
+        get_method(name)(clf, x, layer=LAYER, batch_size=3, progress=boom)
+    assert not has_hooks(clf.module) and all(m.training for m in clf.module.modules())
+
+
+def test_ablationcam_runs_only_from_the_layer_up():
+    clf = tiny_classifier()
+    x = _images(2)
+    first = clf.module.features[0]
+    sizes: list[int] = []
+    handle = first.register_forward_hook(lambda _m, a, _o: sizes.append(a[0].shape[0]))
+    try:
+        rows: list[int] = []
+        head = clf.module.head.register_forward_hook(lambda _m, a, _o: rows.append(a[0].shape[0]))
+        try:
+            get_method("ablationcam")(clf, x, layer=LAYER, batch_size=4)
+        finally:
+            head.remove()
+    finally:
+        handle.remove()
+    # one pass of the batch (and the default-layer / probe passes), then one image per chunk
+    assert max(sizes[1:]) == 1 and sizes.count(2) == 1
+    assert sum(rows[1:]) >= 2 * (8 + 1)  # every ablated copy went through the head
+
+
+def test_ablationcam_falls_back_to_whole_passes_when_the_head_needs_lower_tensors():
+    pytest.importorskip("pytorch_grad_cam")
+    net = ConcatSkip().eval()
+    x = _images(2, 16)
+    t = torch.tensor([1, 3])
+    ref = copy.deepcopy(net)
+    want = _reference("ablationcam", ref, ref.mid[1], x, t)
+    sizes: list[int] = []
+    handle = net.low.register_forward_hook(lambda _m, a, _o: sizes.append(a[0].shape[0]))
+    try:
+        got = get_method("ablationcam")(net, x, t, layer="mid.1", batch_size=4)
+    finally:
+        handle.remove()
+    assert 4 in sizes  # whole passes of four copies after the one-image pass failed
+    torch.testing.assert_close(_unit(got), want, rtol=0, atol=1e-5)
+
+
+def test_the_cams_run_on_a_vision_transformer():
+    timm = pytest.importorskip("timm")
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64).eval()
+    x = _images(2, 64)
+    for name in CAMS:
+        kw = {"batch_size": 96} if name in ("scorecam", "ablationcam") else {}
+        cam = get_method(name)(vit, x, **kw)
+        assert cam.shape == (2, 64, 64) and torch.isfinite(cam).all(), name
