@@ -20,12 +20,19 @@ pytorch-grad-cam's 1e-6 in the denominator dominates on this model, see gradcam_
 - Captum's guided backprop and deconvnet register backward hooks, which cannot follow
   in-place ReLUs: they get a copy with ``inplace=False``. pytorch-grad-cam calls
   ``.backward()``: it gets a copy whose weights require gradients (as a user's model would).
+- The CAM family (``build_cams``): Layer-CAM, HiResCAM, XGrad-CAM and Eigen-CAM on lite0's bn2
+  at the main batch. Score-CAM and Ablation-CAM run one forward pass per channel and image, on
+  the first ``--many-batch`` images (default 1), 64 copies per pass in both libraries:
+  Score-CAM on ``--scorecam-layer`` (default blocks.4, 112 channels), Ablation-CAM on bn2
+  (1280 channels; a layer of rectified values, where pytorch-grad-cam also ablates with 0, not
+  ``min - 1e7``). ``--methods cams`` runs only this section.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
@@ -148,6 +155,43 @@ def build(clf, resnet, x, t, ig_steps: int = IG_STEPS, sg_samples: int = SG_SAMP
     }
 
 
+def build_cams(clf, x, t, scorecam_layer: str = "blocks.4", many_batch: int = 1,
+               passes: int = 64) -> dict[str, dict[str, callable]]:
+    """The CAM family against pytorch-grad-cam's classes: {method: {variant: fn}}."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    net = _trainable(clf.module)
+    xm, tm = x[:many_batch], t[:many_batch]
+
+    def theirs(cls, layer, images, classes, **kw):
+        targets = [ClassifierOutputTarget(int(c)) for c in classes]
+
+        def run():
+            with cls(model=net, target_layers=[net.get_submodule(layer)], **kw) as cam:
+                if cls is pgc.ScoreCAM:
+                    cam.batch_size = passes
+                return torch.from_numpy(cam(input_tensor=images, targets=targets))
+        return run
+
+    def ours(name, layer, images, classes, **kw):
+        return lambda: get_method(name)(clf, images, classes, layer=layer, **kw)
+
+    table = {name: {"deepinside": ours(name, "bn2", x, t),
+                    "pytorch-grad-cam": theirs(cls, "bn2", x, t)}
+             for name, cls in (("layercam", pgc.LayerCAM), ("hirescam", pgc.HiResCAM),
+                               ("xgradcam", pgc.XGradCAM), ("eigencam", pgc.EigenCAM))}
+    for name, cls, layer, kw in (
+        ("scorecam", pgc.ScoreCAM, scorecam_layer, {}),
+        ("ablationcam", pgc.AblationCAM, "bn2", {"batch_size": passes}),
+    ):
+        table[f"{name} ({layer}, {many_batch} image{'s' * (many_batch > 1)})"] = {
+            "deepinside": ours(name, layer, xm, tm, batch_size=passes),
+            "pytorch-grad-cam": theirs(cls, layer, xm, tm, **kw),
+        }
+    return table
+
+
 def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference of the maps, each scaled to [0, 1] per image (pytorch-grad-cam
     returns maps scaled that way)."""
@@ -174,10 +218,17 @@ def main() -> None:
     ap.add_argument("--occ-window", type=int, default=OCC_WINDOW,
                     help="window; (224 - window) must be a multiple of the stride")
     ap.add_argument("--occ-stride", type=int, default=OCC_STRIDE)
+    ap.add_argument("--scorecam-layer", default="blocks.4",
+                    help="Score-CAM's layer (one forward pass per channel)")
+    ap.add_argument("--many-batch", type=int, default=1,
+                    help="images for Score-CAM and Ablation-CAM")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    import tqdm  # pytorch-grad-cam's progress bars, off (this process only)
+
+    tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
     import torchvision
 
     clf = deepinside.load_model("efficientnet_lite0")
@@ -190,8 +241,11 @@ def main() -> None:
         ap.error("(224 - occ-window) must be a multiple of occ-stride (same windows as Captum)")
     table = build(clf, resnet, x, t, args.ig_steps, args.sg_samples,
                   (args.occ_window, args.occ_stride))
+    table.update(build_cams(clf, x, t, args.scorecam_layer, args.many_batch))
     if args.methods:
         keep = [s.strip() for s in args.methods.split(",")]
+        if "cams" in keep:
+            keep += ["layercam", "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam"]
         table = {k: v for k, v in table.items() if k.split(" ")[0] in keep}
     print(f"CPU threads {torch.get_num_threads()}, batch {args.batch} x 3 x 224 x 224, "
           f"torch {torch.__version__}, median of {args.runs} interleaved rounds; "
