@@ -135,26 +135,31 @@ def _ablation_weights(
             keep = torch.ones(n, c + 1, dtype=act.dtype, device=act.device)
             keep[torch.arange(n), torch.arange(sl.start, sl.stop)] = 0
             replace[:] = [act[i : i + 1] * view(keep[:, 1:])]
-            ti = t[i : i + 1].expand(n) if isinstance(t, Tensor) else t
             if from_layer is None:
-                from_layer = _runs_from_layer(logits_of, x[i : i + 1], clean[i], n)
-            xi = x[i : i + 1] if from_layer else x[i : i + 1].expand(n, *x.shape[1:])
-            scores[sl] = target_scores(ti, logits_of(xi))
+                out = _from_layer(logits_of, x[i : i + 1], clean[i], n)
+                from_layer = out is not None
+            elif from_layer:
+                out = logits_of(x[i : i + 1])
+            if not from_layer:
+                out = logits_of(x[i : i + 1].expand(n, *x.shape[1:]))
             replace.clear()
+            scores[sl] = target_scores(t[i : i + 1].expand(n) if isinstance(t, Tensor) else t, out)
             if progress is not None:
                 progress(i * c + sl.stop - 1, b * c)
         weights[i] = (scores[0] - scores[1:]) / scores[0]
     return weights
 
 
-def _runs_from_layer(
+def _from_layer(
     logits_of: Callable[[Tensor], Tensor], xi: Tensor, clean: Tensor, n: int
-) -> bool:
-    """Whether a one-image pass whose layer output is replaced by ``n`` copies gives ``n``
-    rows of logits, the first (unablated) one equal to the clean logits ``Tensor[K]``."""
+) -> Tensor | None:
+    """The logits ``Tensor[n, K]`` of a one-image pass whose layer output is replaced by ``n``
+    copies, if that works: ``n`` rows, the first (unablated) one equal to the clean logits
+    ``Tensor[K]``; else ``None``."""
     try:
         out = logits_of(xi)
     except RuntimeError:
-        return False
+        return None
     tol = 1e-4 * float(clean.abs().max()) + 1e-6
-    return out.shape[0] == n and bool(torch.allclose(out[0], clean, rtol=1e-4, atol=tol))
+    ok = out.shape[0] == n and bool(torch.allclose(out[0], clean, rtol=1e-4, atol=tol))
+    return out if ok else None
