@@ -79,6 +79,17 @@ def test_agrees_with_pytorch_grad_cam(name):
     torch.testing.assert_close(_unit(got), want, rtol=0, atol=1e-5)
 
 
+def test_hirescam_sums_to_the_score_before_global_average_pooling():
+    clf = tiny_classifier()  # features -> spatial mean -> linear head
+    x = _images()
+    t = torch.tensor([0, 3, 5])
+    cam = get_method("hirescam")(clf, x, t, layer=LAYER, relu=False, upsample_to_input=False)
+    with torch.no_grad():
+        logits = clf.module(x)
+    want = logits.gather(1, t[:, None])[:, 0] - clf.module.head.bias[t]
+    torch.testing.assert_close(cam.sum(dim=(1, 2)), want, rtol=1e-4, atol=1e-5)
+
+
 def test_eigencam_agrees_with_pytorch_grad_cam_up_to_the_sign_of_the_singular_vector():
     pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.image import scale_cam_image
