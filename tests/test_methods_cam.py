@@ -69,8 +69,10 @@ def test_registry_lists_the_cams_with_their_papers():
 def test_agrees_with_pytorch_grad_cam(name):
     pytest.importorskip("pytorch_grad_cam")
     clf = tiny_classifier()
+    clf.module.features[4].bias[[2, 5]] = -100.0  # two dead channels: Score-CAM and
+    x = _images()                                 # Ablation-CAM treat them apart
+    assert (clf.module.features(x)[:, [2, 5]] == 0).all()
     ref_net = copy.deepcopy(clf.module).requires_grad_(True)  # pytorch-grad-cam calls backward
-    x = _images()
     t = torch.tensor([0, 3, 5])
     want = _reference(name, ref_net, ref_net.features[5], x, t)
     got = get_method(name)(clf, x, t, layer=LAYER)
@@ -148,7 +150,7 @@ def test_many_pass_methods_report_progress_and_clean_up_after_an_error(name):
     x = _images(2)
     calls = []
     get_method(name)(clf, x, layer=LAYER, batch_size=3, progress=lambda d, n: calls.append((d, n)))
-    assert calls[-1] == (16, 16) and len(calls) >= 16 // 3
+    assert calls[-1] == (16, 16) and len(calls) >= 2
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
     def boom(done, total):

@@ -42,7 +42,8 @@ def ablationcam(
     """``relu(sum_k w_k A_k)`` with ``w_k = (y_c - y_c^k) / y_c``, for a batch.
 
     ``y_c^k`` is the class score when channel ``k`` of the layer is set to zero (the paper's
-    eq. 2-3). The layer's output is recorded in one forward pass of the batch; then, for each
+    eq. 2-3); channels that are zero everywhere are skipped (ablating them changes nothing).
+    The layer's output is recorded in one forward pass of the batch; then, for each
     image, the network runs only from the layer up: a forward hook (registered for this call)
     replaces the layer's output of a one-image pass by ``n`` ablated copies, so the part below
     the layer runs once per ``n`` channels instead of ``n`` times (pytorch-grad-cam reruns the
@@ -123,18 +124,28 @@ def _ablation_weights(
     batch_size: int | None,
     progress: Progress | None,
 ) -> Tensor:
-    """``(y_c - y_c^k) / y_c`` per image and channel: ``Tensor[B, C]``."""
-    b, c = act.shape[0], act.shape[-1] if act.dim() == 3 else act.shape[1]
-    view = (lambda k: k[:, None, :]) if act.dim() == 3 else (lambda k: k[:, :, None, None])
+    """``(y_c - y_c^k) / y_c`` per image and channel: ``Tensor[B, C]``.
+
+    A channel that is zero everywhere is left out: ablating it changes nothing, and its
+    weight (0 here) multiplies zeros in the map.
+    """
+    tokens = act.dim() == 3
+    b, c = act.shape[0], act.shape[-1] if tokens else act.shape[1]
+    view = (lambda k: k[:, None, :]) if tokens else (lambda k: k[:, :, None, None])
     from_layer: bool | None = None  # run only from the layer up; decided on the first pass
-    weights = torch.empty(b, c, dtype=clean.dtype, device=clean.device)
+    weights = torch.zeros(b, c, dtype=clean.dtype, device=clean.device)
     for i in range(b):
-        scores = torch.empty(c + 1, dtype=clean.dtype, device=clean.device)
-        for sl in chunks(c + 1, batch_size):  # row 0: nothing ablated, row j: channel j - 1
+        live = (act[i].ne(0).any(dim=0) if tokens else act[i].flatten(1).ne(0).any(dim=1))
+        chans = live.nonzero()[:, 0]
+        # row 0: nothing ablated; row j: channel chans[j - 1]
+        cols = torch.cat([chans.new_full((1,), -1), chans])
+        scores = torch.empty(len(cols), dtype=clean.dtype, device=clean.device)
+        for sl in chunks(len(cols), batch_size) if len(chans) else ():
             n = sl.stop - sl.start
-            keep = torch.ones(n, c + 1, dtype=act.dtype, device=act.device)
-            keep[torch.arange(n), torch.arange(sl.start, sl.stop)] = 0
-            replace[:] = [act[i : i + 1] * view(keep[:, 1:])]
+            keep = torch.ones(n, c, dtype=act.dtype, device=act.device)
+            rows = (cols[sl] >= 0).nonzero()[:, 0]
+            keep[rows, cols[sl][rows]] = 0
+            replace[:] = [act[i : i + 1] * view(keep)]
             if from_layer is None:
                 out = _from_layer(logits_of, x[i : i + 1], clean[i], n)
                 from_layer = out is not None
@@ -145,8 +156,11 @@ def _ablation_weights(
             replace.clear()
             scores[sl] = target_scores(t[i : i + 1].expand(n) if isinstance(t, Tensor) else t, out)
             if progress is not None:
-                progress(i * c + sl.stop - 1, b * c)
-        weights[i] = (scores[0] - scores[1:]) / scores[0]
+                progress(i * c + c - len(chans) + sl.stop - 1, b * c)
+        if len(chans):
+            weights[i, chans] = (scores[0] - scores[1:]) / scores[0]
+        elif progress is not None:
+            progress((i + 1) * c, b * c)
     return weights
 
 

@@ -46,8 +46,10 @@ def scorecam(
     channel's weight. The paper subtracts a baseline image's score first, which the softmax
     ignores; it scores with softmax probabilities, pytorch-grad-cam with logits (the default
     here; pass a target callable such as ``lambda z: z.softmax(-1)[:, c]`` for the paper's).
-    ``B * C`` forward passes, in batches of ``batch_size`` masked images (pairs of all images
-    of the batch and channels, so memory stays bounded).
+    One forward pass per image and channel, in batches of ``batch_size`` masked images (pairs
+    of all images of the batch and channels, so memory stays bounded); the channels that are
+    constant (often half of a rectified last layer) all give the same all-zero image, which
+    runs once.
 
     Args:
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
@@ -70,20 +72,29 @@ def scorecam(
     b, c = act.shape[:2]
     size = tuple(images.shape[-2:])
     x = images.detach()
+    flat = act.flatten(0, 1)  # [B * C, h, w]
+    varies = flat.amax(dim=(1, 2)) > flat.amin(dim=(1, 2))
     scores = torch.empty(b * c, device=act.device, dtype=act.dtype)
     with network(model, x, fast=fast) as logits_of, torch.no_grad():
-        for sl in chunks(b * c, batch_size):
-            idx = torch.arange(sl.start, sl.stop, device=act.device)
+        still = (~varies).nonzero()[:, 0]
+        if len(still):  # a constant map masks everything: one all-zero image for them all
+            zero = logits_of(torch.zeros_like(x[:1]))
+            scores[still] = target_scores(take(t, still // c),
+                                          zero.expand(len(still), -1)).to(act.dtype)
+            if progress is not None:
+                progress(len(still), b * c)
+        moving = varies.nonzero()[:, 0]
+        for sl in chunks(len(moving), batch_size) if len(moving) else ():
+            idx = moving[sl]
             img = idx // c
-            up = F.interpolate(act.flatten(0, 1)[idx, None], size=size, mode="bilinear",
-                               align_corners=True)
+            up = F.interpolate(flat[idx, None], size=size, mode="bilinear", align_corners=True)
             lo = up.amin(dim=(2, 3), keepdim=True)
             span = up.amax(dim=(2, 3), keepdim=True) - lo
             mask = torch.where(span > 0, (up - lo) / torch.where(span > 0, span, 1.0), 0.0)
             logits = logits_of(x[img] * mask.to(x.dtype))
-            scores[sl] = target_scores(take(t, img), logits).to(act.dtype)
+            scores[idx] = target_scores(take(t, img), logits).to(act.dtype)
             if progress is not None:
-                progress(sl.stop, b * c)
+                progress(len(still) + sl.stop, b * c)
     weights = scores.view(b, c).softmax(dim=1)
     cam = (weights[:, :, None, None] * act).sum(dim=1)
     if relu:
