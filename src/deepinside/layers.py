@@ -38,6 +38,9 @@ _DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionar
 _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
             nn.Softmax)
 
+# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT.
+_ATTN_NORMS = ("norm1", "ln_1")
+
 _NEED = ("need Tensor[B, C, h, w], channels-last Tensor[B, h, w, C] or tokens Tensor[B, N, C] "
          "on the patch grid")
 
@@ -226,7 +229,7 @@ def default_layer(module: nn.Module, images: Tensor) -> str:
     name, layout = found[-1]
     if layout != "NCHW":
         last_conv = max((i for i, (_, lay) in enumerate(found) if lay == "NCHW"), default=-1)
-        blocks = [n for n, _ in found[last_conv + 1:] if fnmatch.fnmatch(n, "*blocks.*.norm1")]
+        blocks = [n for n, _ in found[last_conv + 1:] if n.rpartition(".")[2] in _ATTN_NORMS]
         if blocks:
             name = blocks[-1]
     cache[key] = name
