@@ -62,10 +62,9 @@ def _channels(m: nn.Module | None) -> int | None:
 
 def _on_grid(h: int, w: int, image_size: Sequence[int]) -> bool:
     """Whether ``h x w`` can be a feature map of an ``H x W`` image (similar strides)."""
-    big_h, big_w = int(image_size[0]), int(image_size[1])
-    if not (1 <= h <= big_h and 1 <= w <= big_w):
+    if h < 1 or w < 1:
         return False
-    sh, sw = big_h / h, big_w / w
+    sh, sw = int(image_size[0]) / h, int(image_size[1]) / w
     return max(sh, sw) <= 1.5 * min(sh, sw)
 
 
@@ -130,8 +129,8 @@ def layer_layout(
 
     A 4-D output is channels-first or channels-last by the channel count its module declares
     (convolutions, norms, linear layers); otherwise by which pair of dimensions has the aspect
-    ratio and plausible strides of the ``image_size`` (``H, W``); when both do, channels-first
-    unless the model says ``output_fmt == "NHWC"`` (timm's Swin).
+    ratio of the ``image_size`` (``H, W``); when both do, channels-first unless the model says
+    ``output_fmt == "NHWC"`` (timm's Swin); when neither does, channels-first.
 
     Args:
         net: the whole model (for ``num_prefix_tokens``, ``patch_embed``, ``output_fmt``).
@@ -152,21 +151,19 @@ def layer_layout(
             raise ValueError(f"its {shape[1]} tokens cannot be laid on the patch grid") from e
         return "NLC"
     if len(shape) != 4:
-        return_why = "a vector per image (logits or pooled features)" if len(shape) == 2 else (
+        what = "a vector per image (logits or pooled features)" if len(shape) == 2 else (
             f"a {len(shape)}-D tensor")
-        raise ValueError(f"it is {return_why}, not a spatial map")
+        raise ValueError(f"it is {what}, not a spatial map")
     c = _channels(module)
     if c is not None and (shape[1] == c) != (shape[3] == c):
         layout = "NCHW" if shape[1] == c else "NHWC"
     else:
-        size = image_size if image_size is not None else (max(shape[1:]),) * 2
+        size = image_size if image_size is not None else (1, 1)  # square
         first, last = _on_grid(shape[2], shape[3], size), _on_grid(shape[1], shape[2], size)
         if first and last:
             layout = "NHWC" if getattr(net, "output_fmt", None) == "NHWC" else "NCHW"
-        elif first or last:
-            layout = "NCHW" if first else "NHWC"
         else:
-            raise ValueError("no two of its dimensions look like a feature map of the image")
+            layout = "NHWC" if last and not first else "NCHW"  # neither: PyTorch's convention
     h, w = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
     if h * w < 2:
         raise ValueError("it is a 1 x 1 map: there is nothing to localise")
