@@ -200,7 +200,8 @@ class LayerCapture:
 
     Attributes:
         name: the layer's ``named_modules()`` name.
-        activations: ``Tensor[B, C, h, w]`` (tokens already reshaped to a grid).
+        activations: ``Tensor[B, C, h, w]`` (tokens laid on their grid without the prefix
+            tokens, channels-last maps permuted: :func:`deepinside.layers.to_grid`).
         gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
         targets: ``Tensor[B]`` classes (or the target callable).
         logits: ``Tensor[B, K]``.
@@ -278,6 +279,11 @@ def capture_layer(
         layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+
+    Raises:
+        ValueError: the layer cannot give a map (its output is not a spatial map of each
+            image, or the class scores reach it only through prefix tokens); the message names
+            the layer, its output's shape, why, and the default layer.
     """
     check_images(images)
     module = module_of(model)
@@ -321,7 +327,7 @@ def capture_layer(
         raise ValueError(f"the class scores do not depend on layer {name!r}")
     whole = grad
     grad = to_grid(net, grad, **grid)
-    if bool((whole != 0).any()) and not bool((grad != 0).any()):
+    if whole.dim() == 3 and bool((whole != 0).any()) and not bool((grad != 0).any()):
         raise ValueError(
             f"the class scores depend on layer {name!r} only through its class (prefix) "
             f"tokens: the gradient on its patch tokens is zero, so its map would be empty; "
