@@ -200,7 +200,8 @@ class LayerCapture:
 
     Attributes:
         name: the layer's ``named_modules()`` name.
-        activations: ``Tensor[B, C, h, w]`` (tokens already reshaped to a grid).
+        activations: ``Tensor[B, C, h, w]`` (tokens laid on their grid without the prefix
+            tokens, channels-last maps permuted: :func:`deepinside.layers.to_grid`).
         gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
         targets: ``Tensor[B]`` classes (or the target callable).
         logits: ``Tensor[B, K]``.
@@ -278,6 +279,11 @@ def capture_layer(
         layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+
+    Raises:
+        ValueError: the layer cannot give a map (its output is not a spatial map of each
+            image, or the class scores reach it only through prefix tokens); the message names
+            the layer, its output's shape, why, and the default layer.
     """
     check_images(images)
     module = module_of(model)
@@ -291,7 +297,8 @@ def capture_layer(
 
         def hook(_m, _args, out):
             if not isinstance(out, Tensor):
-                raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a tensor")
+                raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a tensor; "
+                                 "pass layer= one of its submodules (or another layer)")
             leaf = out.detach().requires_grad_(True)
             leaves.append(leaf)
             return leaf.clone()  # later in-place operations must not touch the leaf
@@ -311,8 +318,31 @@ def capture_layer(
                 (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
         finally:
             handle.remove()
+    grid = {"layer": name, "image_size": tuple(images.shape[-2:]), "batch": images.shape[0]}
+    try:
+        act = to_grid(net, act.detach(), **grid)
+    except ValueError as e:
+        raise ValueError(f"{e}; {_layer_hint(module, x, name)}") from None
     if grad is None:
         raise ValueError(f"the class scores do not depend on layer {name!r}")
-    act = to_grid(net, act.detach()).contiguous().to(images.dtype)
-    grad = to_grid(net, grad).contiguous().to(images.dtype)
+    whole = grad
+    grad = to_grid(net, grad, **grid)
+    if whole.dim() == 3 and bool((whole != 0).any()) and not bool((grad != 0).any()):
+        raise ValueError(
+            f"the class scores depend on layer {name!r} only through its class (prefix) "
+            f"tokens: the gradient on its patch tokens is zero, so its map would be empty; "
+            f"{_layer_hint(module, x, name)}")
+    act = act.contiguous().to(images.dtype)
+    grad = grad.contiguous().to(images.dtype)
     return LayerCapture(name, act, grad, t, logits.detach())
+
+
+def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:
+    """``pass layer=...``, naming the default layer when it is another one."""
+    try:
+        default = default_layer(module, images)
+    except ValueError:
+        return "pass layer= a layer with a spatial feature map"
+    if default == name:
+        return "pass layer= another layer with a spatial feature map"
+    return f"pass layer= a layer with a spatial feature map, e.g. {default!r} (the default)"

@@ -451,18 +451,21 @@ def _load_timm(name: str, weights: str | None) -> Classifier:
 
     if not timm.is_model(name):
         raise ModelLoadError(f"timm has no model {name!r}{did_you_mean(name, timm.list_models())}")
-    try:
-        with _hub_offline_unless_reachable("huggingface.co"), contextlib.redirect_stdout(
-            sys.stderr  # keep stdout for results (--json)
-        ):
-            model = timm.create_model(name, pretrained=weights is None)
-    except Exception as e:  # noqa: BLE001 - hub, network and cache errors alike
-        raise ModelLoadError(
-            f"pretrained weights for timm:{name} are not available offline and could not be "
-            f"downloaded ({type(e).__name__}); pass a local file with weights=..."
-        ) from None
-    if weights is not None:
-        _load_strict(model, load_state_dict_file(weights), f"weights file {weights}")
+    if weights is not None:  # a local file: no hub, no network (not even a DNS look-up)
+        state = load_state_dict_file(weights)
+        model = timm.create_model(name, pretrained=False)
+        _load_strict(model, state, f"weights file {weights}")
+    else:
+        try:
+            with _hub_offline_unless_reachable("huggingface.co"), contextlib.redirect_stdout(
+                sys.stderr  # keep stdout for results (--json)
+            ):
+                model = timm.create_model(name, pretrained=True)
+        except Exception as e:  # noqa: BLE001 - hub, network and cache errors alike
+            raise ModelLoadError(
+                f"pretrained weights for timm:{name} are not available offline and could not "
+                f"be downloaded ({type(e).__name__}); pass a local file with weights=..."
+            ) from None
     from timm.data import resolve_data_config
 
     pre = Preprocessing.from_timm(resolve_data_config({}, model=model))
@@ -488,8 +491,9 @@ def _load_torchvision(name: str, weights: str | None) -> Classifier:
                 f"not be downloaded ({type(e).__name__}); pass a local file with weights=..."
             ) from None
     else:
+        state = load_state_dict_file(weights)  # a bad file fails before the model is built
         model = tvm.get_model(name, weights=None)
-        _load_strict(model, load_state_dict_file(weights), f"weights file {weights}")
+        _load_strict(model, state, f"weights file {weights}")
     t = wenum.transforms()
     crop = t.crop_size[0] if isinstance(t.crop_size, Sequence) else t.crop_size
     resize = t.resize_size[0] if isinstance(t.resize_size, Sequence) else t.resize_size
