@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..engine import check_images, module_of, network
 from ..images import resize_maps
-from ..layers import Layer, default_layer, find_layer, to_grid
+from ..layers import Layer, default_layer, find_layer, layer_layout, to_grid
 from ..models import Classifier
 from ..targets import Target, resolve_targets, target_scores
 from . import register_method
@@ -102,11 +102,13 @@ def ablationcam(
             if isinstance(t, Tensor) and t.dim() != 1:
                 raise ValueError("ablationcam explains one target per image; for top-k use "
                                  "deepinside.photo_maps (it repeats the images)")
-            weights = _ablation_weights(logits_of, x, act, t, logits, replace,
+            last = layer_layout(module, act.shape, x.shape[-2:],
+                                module.get_submodule(name)) != "NCHW"
+            weights = _ablation_weights(logits_of, x, act, last, t, logits, replace,
                                         batch_size, progress)
         finally:
             handle.remove()
-    grid = to_grid(module, act)
+    grid = to_grid(module, act, layer=name, image_size=x.shape[-2:], batch=x.shape[0])
     cam = (weights.to(grid.dtype)[:, :, None, None] * grid).sum(dim=1)
     if relu:
         cam = cam.clamp(min=0)
@@ -118,6 +120,7 @@ def _ablation_weights(
     logits_of: Callable[[Tensor], Tensor],
     x: Tensor,
     act: Tensor,
+    channels_last: bool,
     t: Tensor | Callable,
     clean: Tensor,
     replace: list[Tensor],
@@ -129,13 +132,20 @@ def _ablation_weights(
     A channel that is zero everywhere is left out: ablating it changes nothing, and its
     weight (0 here) multiplies zeros in the map.
     """
-    tokens = act.dim() == 3
+    tokens = channels_last  # Tensor[B, N, C] or Tensor[B, h, w, C]: channels on the last dim
     b, c = act.shape[0], act.shape[-1] if tokens else act.shape[1]
-    view = (lambda k: k[:, None, :]) if tokens else (lambda k: k[:, :, None, None])
+    inner = [1] * (act.dim() - 2)
+    if tokens:
+        def view(k):
+            return k.view(len(k), *inner, c)
+    else:
+        def view(k):
+            return k.view(len(k), c, *inner)
     from_layer: bool | None = None  # run only from the layer up; decided on the first pass
     weights = torch.zeros(b, c, dtype=clean.dtype, device=clean.device)
     for i in range(b):
-        live = (act[i].ne(0).any(dim=0) if tokens else act[i].flatten(1).ne(0).any(dim=1))
+        live = (act[i].reshape(-1, c).ne(0).any(dim=0) if tokens
+                else act[i].flatten(1).ne(0).any(dim=1))
         chans = live.nonzero()[:, 0]
         # row 0: nothing ablated; row j: channel chans[j - 1]
         cols = torch.cat([chans.new_full((1,), -1), chans])
