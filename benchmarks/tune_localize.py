@@ -12,10 +12,13 @@ A only (``python benchmarks/tune_localize.py``); half B and all photos are repor
 finalists named with ``--final``::
 
     PYTHONPATH=src python benchmarks/tune_localize.py                   # half A, every rule
-    PYTHONPATH=src python benchmarks/tune_localize.py --final default peaks
+    PYTHONPATH=src python benchmarks/tune_localize.py --final default default-band
 
 The maps (Grad-CAM and the paper's gradient for the true class, at the photo's size) and the
-model's top-5 classes are computed once and cached in ``--cache`` (an ``.npz``).
+model's top-5 classes are computed once and cached in ``--cache`` (an ``.npz``). The rules:
+fixed cuts, bands of cuts (the mean box, ``Recipe(cut="band")``), Otsu's threshold per photo,
+the most stable cut, the box that best splits the map (Otsu's criterion on boxes), and an
+instance split at saddles. Results and conclusions: ``docs/localization.md``.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ def build_cache(dataset: str, model_name: str, cache: Path, batch_size: int = 16
     if cache.exists():
         z = np.load(cache, allow_pickle=True)
         return {k: z[k] for k in z.files}
-    import torch
-
     import deepinside
     from deepinside.evaluate import read_dataset
     from deepinside.images import load_image, photo_maps
@@ -77,7 +78,6 @@ def build_cache(dataset: str, model_name: str, cache: Path, batch_size: int = 16
             "top5": np.asarray(out["top5"]), "seconds": np.asarray(out["seconds"])}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
-    del torch
     return data
 
 
