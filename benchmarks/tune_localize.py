@@ -18,7 +18,8 @@ The maps (Grad-CAM and the paper's gradient for the true class, at the photo's s
 model's top-5 classes are computed once and cached in ``--cache`` (an ``.npz``). The rules:
 fixed cuts, bands of cuts (the mean box, ``Recipe(cut="band")``), Otsu's threshold per photo,
 the most stable cut, the box that best splits the map (Otsu's criterion on boxes), and an
-instance split at saddles. Results and conclusions: ``docs/localization.md``.
+instance split at saddles, and a zoom (the map of the crop to the 30% box, cut again; its maps
+are cached beside the others). Results and conclusions: ``docs/localization.md``.
 """
 
 from __future__ import annotations
@@ -213,6 +214,43 @@ def instance_rule(prominence: float) -> Callable[[dict, int], Box]:
     return rule
 
 
+def zoom_maps(data: dict, model_name: str, cache: Path, cut: float = 0.3,
+              batch_size: int = 16) -> list[np.ndarray]:
+    """The default's map of each photo's crop to its 30% box (two more passes per photo)."""
+    if cache.exists():
+        return list(np.load(cache, allow_pickle=True)["zoom"])
+    from PIL import Image
+
+    import deepinside
+    from deepinside.images import photo_maps
+    from deepinside.localize import _unit_max, blur_map
+
+    model = deepinside.load_model(model_name)
+    crops = []
+    for i in range(len(data["keys"])):
+        x0, y0, x1, y1 = (int(v) for v in _largest_box(_unit_range(combined(data, i)) >= cut))
+        crops.append(Image.fromarray(np.ascontiguousarray(data["photos"][i][y0:y1, x0:x1])))
+    labels = [int(c) for c in data["labels"]]
+    gc, _, _ = photo_maps(model, crops, labels, method="gradcam", batch_size=batch_size)
+    gr, _, _ = photo_maps(model, crops, labels, method="gradient", batch_size=batch_size)
+    zoom = [np.sqrt(np.clip(_unit_max(a), 0, None) * np.clip(_unit_max(blur_map(b, 0.04)), 0,
+                                                                 None)).astype(np.float32)
+            for a, b in zip(gc, gr)]
+    np.savez(cache, zoom=np.asarray(zoom, dtype=object))
+    return zoom
+
+
+def zoom_rule(cut: float) -> Callable[[dict, int], Box]:
+    """The 30% box, re-cut at ``cut`` in the map of the photo's crop to it (``data["zoom"]``)."""
+
+    def rule(data: dict, i: int) -> Box:
+        x0, y0, _, _ = (int(v) for v in _largest_box(_unit_range(combined(data, i)) >= 0.3))
+        b = _largest_box(_unit_range(data["zoom"][i]) >= cut)
+        return (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
+
+    return rule
+
+
 def candidate_rules() -> dict[str, Callable[[dict, int], Box]]:
     """Every rule compared on half A, by name."""
     from deepinside.localize import get_recipe
@@ -233,6 +271,8 @@ def candidate_rules() -> dict[str, Callable[[dict, int], Box]]:
         rules[f"box-otsu-p{p:g}"] = box_otsu_rule(p)
     for prom in (0.2, 0.3):
         rules[f"instances-{prom:g}"] = instance_rule(prom)
+    for cut in (0.2, 0.3):
+        rules[f"zoom-{cut:g}"] = zoom_rule(cut)
     return rules
 
 
@@ -251,6 +291,8 @@ def main() -> None:
     a, b = split_halves(list(data["keys"]))
     rules = candidate_rules()
     names = args.final if args.final is not None else (args.rules or list(rules))
+    if any(n.startswith("zoom") for n in names):
+        data["zoom"] = zoom_maps(data, args.model, Path(args.cache).with_suffix(".zoom.npz"))
     halves = [("A", a), ("B", b), ("all", sorted(a + b))] if args.final is not None else [("A", a)]
     print(f"{'rule':24s} {'half':>4s} {'GT-known':>9s} {'top-1 loc':>10s} {'top-1 err':>10s} "
           f"{'top-5 err':>10s} {'box area':>9s} {'ms/img':>7s}")
