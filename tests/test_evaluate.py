@@ -109,18 +109,24 @@ def test_summary_on_hand_made_rows():
     assert s["n_images"] == 4
     assert s["gt_known_loc_acc"] == pytest.approx(3 / 4)
     assert s["top1_loc_acc"] == pytest.approx(1 / 4)
+    assert s["top1_loc_err"] == pytest.approx(3 / 4)  # the ILSVRC top-1 error: 1 - top-1 loc
     assert s["top5_loc_err"] == pytest.approx(2 / 4)
     assert s["pointing_game"] == pytest.approx(3 / 4)
     assert s["energy_in_box"] == pytest.approx(0.5)
     assert s["top1_cls_acc"] == pytest.approx(2 / 4) and s["top5_cls_acc"] == pytest.approx(3 / 4)
     whole = s["baselines"]["whole_image"]  # IoU 1, 0.36, 0.25, 0.25 -> only "a" hits
-    assert whole == {"gt_known_loc_acc": 0.25, "top1_loc_acc": 0.25, "top5_loc_err": 0.75}
+    assert whole == {"gt_known_loc_acc": 0.25, "top1_loc_acc": 0.25, "top1_loc_err": 0.75,
+                     "top5_loc_err": 0.75}
     cb = s["baselines"]["centred_box"]  # mean size (1+.6+.5+.5)/4 = 0.65 -> (17.5, 82.5)
     assert cb["relative_size"] == pytest.approx([0.65, 0.65])
     # IoU with a: .4225; b: .36/.4225=.852; c: 32.5^2/(4225+2500-1056.25)=.186; d: .186
     assert cb["gt_known_loc_acc"] == 0.25 and cb["top1_loc_acc"] == 0.0
     assert s["baselines"]["centre_point"]["pointing_game"] == pytest.approx(1.0)
-    assert "GT-known" in localization_table(s)
+    table = localization_table(s).splitlines()
+    assert table[0].split()[:8] == ["GT-known", "loc", "top-1", "loc", "err", "top-5", "loc",
+                                    "err"]
+    assert table[1].split()[1:4] == ["0.750", "0.750", "0.500"]  # GT-known, top-1 / top-5 err
+    assert table[2].split()[2:5] == ["0.250", "0.750", "0.750"]  # whole-image box
     assert summarize(rows[::-1]) == s
 
 

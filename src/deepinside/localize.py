@@ -16,6 +16,10 @@ Every constant is a field of :class:`Recipe`. Named recipes live in :data:`RECIP
   https://arxiv.org/abs/1610.02391) of the last convolutional layer and the paper's gradient
   map blurred (sigma 4% of the photo's side), thresholded at 30% of its range, the largest
   connected component. ``"gradcam-30"`` is the same without the gradient.
+- ``"default-band"``: the default's map, but the box is the mean of the boxes cut at 9
+  thresholds from 10% to 50% of the map's range (no single tuned level; its box moves less when
+  the map's statistics change, but with efficientnet_lite0 it scores 0.02 below the default,
+  see ``docs/localization.md``).
 - ``"paper-energy"`` (the paper's, boxing the components that hold 80% of the map's energy
   instead of the largest one) and ``"gradcam-20"`` (the common Grad-CAM localisation: 20% of
   the maximum), for comparison.
@@ -86,6 +90,12 @@ class Recipe:
             maximum 1), the coarse class-discriminative map gated by the fine one, as Guided
             Grad-CAM does (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391).
         combine_smooth: Gaussian sigma of the second map, a fraction of the shorter side.
+        cut: ``"threshold"`` segmentation: ``"fixed"`` (cut at ``threshold``) or ``"band"``
+            (cut at ``band_levels`` evenly spaced thresholds from ``band[0]`` to ``band[1]`` of
+            the range, pick the component at each, and return the mean of their boxes; the
+            mask is the one of the middle level).
+        band: see ``cut``.
+        band_levels: see ``cut``.
     """
 
     name: str = "custom"
@@ -103,6 +113,9 @@ class Recipe:
     energy: float = 0.8
     combine: str = ""
     combine_smooth: float = 0.04
+    cut: Literal["fixed", "band"] = "fixed"
+    band: tuple[float, float] = (0.1, 0.5)
+    band_levels: int = 9
 
     def __post_init__(self) -> None:
         if self.segment not in ("grabcut", "threshold"):
@@ -116,6 +129,11 @@ class Recipe:
             raise ValueError("need 0 <= bg_quantile <= fg_quantile <= 1")
         if not 0.0 <= self.threshold <= 1.0 or not 0.0 < self.energy <= 1.0:
             raise ValueError("threshold must be in [0, 1] and energy in (0, 1]")
+        if self.cut not in ("fixed", "band"):
+            raise ValueError(f"cut must be 'fixed' or 'band', got {self.cut!r}")
+        if (len(self.band) != 2 or not 0.0 <= self.band[0] <= self.band[1] <= 1.0
+                or self.band_levels < 1):
+            raise ValueError("band must be (lo, hi) with 0 <= lo <= hi <= 1, band_levels >= 1")
         if self.iterations < 1 or self.smooth < 0 or self.max_side < 0 or self.combine_smooth < 0:
             raise ValueError("iterations must be >= 1, smooth >= 0, max_side >= 0")
 
@@ -132,6 +150,8 @@ for _r in (
     Recipe(name="gradcam-30", method="gradcam", segment="threshold", threshold=0.3),
     Recipe(name="default", method="gradcam", combine="gradient", combine_smooth=0.04,
            segment="threshold", threshold=0.3),
+    Recipe(name="default-band", method="gradcam", combine="gradient", combine_smooth=0.04,
+           segment="threshold", cut="band", band=(0.1, 0.5), band_levels=9),
 ):
     RECIPES.register(_r.name, _r)
 
@@ -241,6 +261,30 @@ def _pick_components(fg: np.ndarray, m: np.ndarray, recipe: Recipe) -> np.ndarra
     return np.isin(comp, order[:k] + 1)
 
 
+def _band_cut(m: np.ndarray, recipe: Recipe, lo: float, hi: float,
+              whole: Box) -> tuple[np.ndarray, Box, str]:
+    """The mean of the boxes cut at ``recipe.band_levels`` thresholds of the map's range.
+
+    One fixed cut is a constant tuned on some photos; the best cut varies from photo to photo.
+    Averaging the box edges over a band of cuts (each the chosen component at that level) gives
+    a box between the loose low cuts and the tight high ones, and a small change of the map
+    moves it little. Levels whose foreground is empty are skipped.
+    """
+    levels = np.linspace(recipe.band[0], recipe.band[1], recipe.band_levels)
+    boxes, masks = [], []
+    for t in levels:
+        fg = m >= lo + float(t) * (hi - lo)
+        if not fg.any():
+            continue
+        mask = _pick_components(fg, m, recipe)
+        boxes.append(mask_to_box(mask))
+        masks.append(mask)
+    if not boxes:
+        return np.ones(m.shape, dtype=bool), whole, "empty foreground"
+    box = tuple(float(v) for v in np.mean(np.asarray(boxes, dtype=np.float64), axis=0))
+    return masks[len(masks) // 2], box, ""  # type: ignore[return-value]
+
+
 def segment_map(
     photo: np.ndarray, saliency_map: np.ndarray, recipe: Recipe | str = "paper", seed: int = 0
 ) -> tuple[np.ndarray, Box, str]:
@@ -277,6 +321,8 @@ def segment_map(
     lo, hi = float(m.min()), float(m.max())
     if not hi - lo > 1e-12 * max(abs(hi), abs(lo), 1e-30):
         return full, whole, "flat map"
+    if recipe.segment == "threshold" and recipe.cut == "band":
+        return _band_cut(m, recipe, lo, hi, whole)
     if recipe.segment == "grabcut":
         fg, note = _grabcut(photo, m, recipe, seed)
     else:
