@@ -7,7 +7,8 @@ Every method has the call shape of :func:`deepinside.saliency`::
 ``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``).
 The paper's gradient map is registered as ``"gradient"``; every other method lives in a
 submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
-``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``), with the shared parts in
+``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``, ``rise``,
+``extremal_perturbation``, ``deeplift``, ``gradient_shap``), with the shared parts in
 ``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family does with a layer)
 and ``_common``. Every method calls the network through :mod:`deepinside.engine` only.
 
@@ -68,11 +69,15 @@ register_method(
 # Each submodule registers its method on import.
 from . import (  # noqa: E402, F401
     deconvnet,
+    deeplift,
+    extremal_perturbation,
     gradcam,
     gradcam_pp,
+    gradient_shap,
     gradient_x_input,
     guided_backprop,
     integrated_gradients,
     occlusion,
+    rise,
     smoothgrad,
 )
