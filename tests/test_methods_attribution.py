@@ -77,6 +77,12 @@ def test_deeplift_equals_captum_on_a_relu_network(fast):
     # after the channel reduction too
     torch.testing.assert_close(get_method("deeplift")(clf, x, t, baseline=ref, fast=fast),
                                theirs.abs().sum(1), rtol=1e-4, atol=1e-6)
+    # no target: each image's top-1 class, resolved on the images (not on the references)
+    top1 = clf.module(x).argmax(1)
+    torch.testing.assert_close(
+        get_method("deeplift")(clf, x, baseline=ref, reduce="none", fast=fast),
+        DeepLift(clf.module).attribute(x, baselines=ref, target=top1).detach(),
+        rtol=1e-4, atol=1e-6 * float(theirs.abs().max()))
     # and it is not the gradient times (input - baseline): the rescale rule changed something
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(clf.module(xg).gather(1, t[:, None]).sum(), xg)

@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
-from ..targets import Target, take
+from ..targets import Target, resolve_targets, take, target_scores
 from . import register_method
 from ._common import baseline_images, chunks, targets_and_logits
 
@@ -57,14 +57,13 @@ class _RescaleMode(TorchFunctionMode):
     def __init__(self, eps: float) -> None:
         super().__init__()
         self.eps = eps
-        self.off = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        entry = None if self.off else _FUNCS.get(func)
+        entry = _FUNCS.get(func)
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        if entry is None or not isinstance(x, Tensor):
-            return func(*args, **kwargs)
+        if entry is None or not isinstance(x, Tensor) or not x.requires_grad:
+            return func(*args, **kwargs)  # e.g. the private copy's probe, without gradient
         plain, inplace = entry
         opts = {k: v for k, v in kwargs.items() if k not in ("input", "self", "inplace")}
         inplace = inplace or bool(kwargs.get("inplace", False))
@@ -78,17 +77,30 @@ class _RescaleMode(TorchFunctionMode):
         def fn(z: Tensor) -> Tensor:
             return plain(z, *rest, **opts)
 
-        return _Rescale.apply(x, fn, inplace, self)
+        # the mode is not active here (PyTorch pops it while it handles a call)
+        return _Rescale.apply(x, fn, inplace, self.eps)
 
 
 class _Rescale(torch.autograd.Function):
-    """``f(z)`` forward; the rescale multiplier of each input / reference pair backward."""
+    """``f(z)`` forward; the rescale multiplier of each input / reference pair backward.
+
+    The multiplier ``(f(z) - f(z')) / (z - z')`` is computed in the forward pass, where both
+    halves are at hand, and is the only tensor kept for the backward pass (half the batch).
+    """
 
     @staticmethod
-    def forward(ctx, z: Tensor, fn: Callable, inplace: bool, mode: _RescaleMode) -> Tensor:  # type: ignore[override]
+    def forward(ctx, z: Tensor, fn: Callable, inplace: bool, eps: float) -> Tensor:  # type: ignore[override]
         y = fn(z)
-        ctx.fn, ctx.mode = fn, mode
-        ctx.save_for_backward(z.clone() if inplace else z, y)
+        h = z.shape[0] // 2
+        dz = z[:h] - z[h:]
+        small = dz.abs() <= eps
+        m = (y[:h] - y[h:]) / dz.masked_fill_(small, 1.0)
+        if bool(small.any()):  # the derivative where input and reference (nearly) agree
+            with torch.enable_grad():
+                zz = z[:h][small].detach().requires_grad_(True)
+                (local,) = torch.autograd.grad(fn(zz), zz, torch.ones_like(zz))
+            m = m.masked_scatter_(small, local)
+        ctx.save_for_backward(m)
         if inplace:
             ctx.mark_dirty(z)
             return z.copy_(y)
@@ -96,30 +108,17 @@ class _Rescale(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        z, y = ctx.saved_tensors
-        h = z.shape[0] // 2
-        dz = z[:h] - z[h:]
-        small = dz.abs() <= ctx.mode.eps
-        m = (y[:h] - y[h:]) / torch.where(small, torch.ones_like(dz), dz)
-        mult = torch.cat([m, m])
-        if bool(small.any()):  # the derivative where input and reference (nearly) agree
-            ctx.mode.off = True
-            try:
-                with torch.enable_grad():
-                    zz = z.detach().requires_grad_(True)
-                    (local,) = torch.autograd.grad(ctx.fn(zz), zz, torch.ones_like(zz))
-            finally:
-                ctx.mode.off = False
-            mult = torch.where(torch.cat([small, small]), local, mult)
-        return grad * mult, None, None, None
+        (m,) = ctx.saved_tensors
+        return (grad.unflatten(0, (2, m.shape[0])) * m).flatten(0, 1), None, None, None
 
 
 @contextlib.contextmanager
 def rescale_rule(eps: float = 1e-10) -> Iterator[TorchFunctionMode]:
     """Within this block, elementwise nonlinearities follow DeepLIFT's rescale rule backward.
 
-    Every batch that goes through the network must be ``[inputs; references]``
-    (``Tensor[2B, ...]``): the first half is paired with the second.
+    Every batch that goes through the network with gradients must be ``[inputs; references]``
+    (``Tensor[2B, ...]``): the first half is paired with the second. Calls on tensors that do
+    not require gradients are left as they are.
 
     Args:
         eps: below this ``|z - z'|`` the derivative ``f'(z)`` is used (Captum's default).
@@ -167,15 +166,34 @@ def deeplift(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, C, H, W]`` with ``reduce="none"``).
     """
-    t, _ = targets_and_logits(model, images, target, fast)
     x = images.detach()
     ref = baseline_images(model, x, baseline)
     mult = torch.empty_like(x)
-    for sl in chunks(x.shape[0], batch_size):
-        idx = torch.arange(sl.start, sl.stop, device=x.device)
-        tt = take(t, idx)
-        pair_t = torch.cat([tt, tt]) if isinstance(tt, Tensor) else tt
+    b = x.shape[0]
+    if batch_size is not None and batch_size < b:
+        t, _ = targets_and_logits(model, images, target, fast)
+    for sl in chunks(b, batch_size):
+        if batch_size is not None and batch_size < b:
+            tt = take(t, torch.arange(sl.start, sl.stop, device=x.device))
+        else:  # one pass: the targets are resolved on the images' half of its logits
+            tt = target
         with rescale_rule(eps):
-            grad, _, _ = input_gradient(model, torch.cat([x[sl], ref[sl]]), pair_t, fast=fast)
+            grad, _, _ = input_gradient(model, torch.cat([x[sl], ref[sl]]),
+                                        _pair_scores(tt, model), fast=fast)
         mult[sl] = grad[: sl.stop - sl.start]
     return reduce_channels((x - ref) * mult, reduce)
+
+
+def _pair_scores(target: Target, model: Classifier | nn.Module) -> Callable[[Tensor], Tensor]:
+    """A target callable for a batch ``[inputs; references]``, ``Tensor[2B]``: the targets
+    resolved on the inputs' half of the logits, each input's class taken in both halves."""
+
+    def scores(logits: Tensor) -> Tensor:
+        h = logits.shape[0] // 2
+        t = resolve_targets(target, logits[:h].detach(), model)
+        if isinstance(t, Tensor) and t.dim() != 1:
+            raise ValueError("deeplift explains one target per image; for top-k use "
+                             "deepinside.photo_maps (it repeats the images)")
+        return torch.cat([target_scores(t, logits[:h]), target_scores(t, logits[h:])])
+
+    return scores
