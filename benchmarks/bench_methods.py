@@ -24,8 +24,9 @@ pytorch-grad-cam's 1e-6 in the denominator dominates on this model, see gradcam_
 DeepLIFT and GradientSHAP (``--methods deeplift,gradient_shap``) run against Captum on lite0
 with the same batch and number of samples. lite0's rectifiers are ``nn.ReLU6`` modules, which
 Captum's DeepLift does not know: it keeps their gradient there (a plain gradient pass), so only
-the cost compares; on resnet18 (``nn.ReLU``) both compute DeepLIFT and the maps agree. GradientSHAP
-draws differ (Captum uses the global generators), so again only the cost compares.
+the cost compares; on resnet18 (``nn.ReLU``, one module per use for Captum) both compute
+DeepLIFT, except at the stem's max pooling (Captum's own rule there, the gradient here).
+GradientSHAP draws differ (Captum uses the global generators), so again only the cost compares.
 
 ``--perturbation`` instead times RISE and extremal perturbation in ms per photo at the papers'
 settings and at faster ones, and scores the pointing game (the map's peak within 15 px of a
@@ -180,6 +181,27 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 SHAP_SAMPLES = 5
 
 
+def _unique_relus(resnet: nn.Module) -> nn.Module:
+    """A copy of a torchvision resnet whose blocks use two ReLU modules each (Captum's DeepLift
+    needs every nonlinearity module to run once per forward); the same function."""
+    import types
+
+    from torchvision.models.resnet import BasicBlock
+
+    def forward(self, x):
+        out = self.relu_a(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu_b(out + identity)
+
+    m = _relu_copy(resnet)
+    for block in m.modules():
+        if isinstance(block, BasicBlock):
+            block.relu_a, block.relu_b = nn.ReLU(), nn.ReLU()
+            block.forward = types.MethodType(forward, block)
+    return m
+
+
 def build_attribution(clf, resnet, x, t, samples: int = SHAP_SAMPLES
                       ) -> dict[str, dict[str, callable]]:
     """DeepLIFT (lite0 and resnet18) and GradientSHAP, deepinside and Captum."""
@@ -192,7 +214,7 @@ def build_attribution(clf, resnet, x, t, samples: int = SHAP_SAMPLES
             sub.inplace = False
     g = torch.Generator().manual_seed(1)
     bases = torch.cat([torch.zeros_like(x[:1]), torch.randn((3, *x.shape[1:]), generator=g)])
-    res_relu = _relu_copy(resnet)
+    res_relu = _unique_relus(resnet)
     ours = get_method
     return {
         "deeplift (resnet18)": {

@@ -48,6 +48,7 @@ _FUNCS: dict[Callable, tuple[Callable, bool]] = {
     F.hardswish: (F.hardswish, False), F.hardsigmoid: (F.hardsigmoid, False),
     F.mish: (F.mish, False),
 }
+_PIECEWISE = {F.relu, torch.relu, F.relu6, F.hardtanh, F.leaky_relu}
 # position of the ``inplace`` argument after the input, where a function has one
 _INPLACE_AT = {F.relu: 0, F.relu6: 0, F.silu: 0, F.hardswish: 0, F.hardsigmoid: 0, F.mish: 0,
                F.hardtanh: 2, F.elu: 1, F.leaky_relu: 1}
@@ -78,7 +79,7 @@ class _RescaleMode(TorchFunctionMode):
             return plain(z, *rest, **opts)
 
         # the mode is not active here (PyTorch pops it while it handles a call)
-        return _Rescale.apply(x, fn, inplace, self.eps)
+        return _Rescale.apply(x, fn, inplace, self.eps, plain in _PIECEWISE)
 
 
 class _Rescale(torch.autograd.Function):
@@ -89,13 +90,20 @@ class _Rescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, fn: Callable, inplace: bool, eps: float) -> Tensor:  # type: ignore[override]
-        y = fn(z)
+    def forward(ctx, z: Tensor, fn: Callable, inplace: bool, eps: float,  # type: ignore[override]
+                piecewise: bool) -> Tensor:
         h = z.shape[0] // 2
         dz = z[:h] - z[h:]
-        small = dz.abs() <= eps
-        m = (y[:h] - y[h:]) / dz.masked_fill_(small, 1.0)
-        if bool(small.any()):  # the derivative where input and reference (nearly) agree
+        y = fn(z)
+        m = (y[:h] - y[h:]).div_(dz)
+        if piecewise:
+            # a piecewise-linear f gives the exact slope for any z != z'; only z = z' (0 / 0)
+            # needs the derivative
+            small = None if bool(torch.isfinite(m).all()) else dz == 0
+        else:
+            small = dz.abs() <= eps
+            small = small if bool(small.any()) else None
+        if small is not None:  # the derivative where input and reference (nearly) agree
             with torch.enable_grad():
                 zz = z[:h][small].detach().requires_grad_(True)
                 (local,) = torch.autograd.grad(fn(zz), zz, torch.ones_like(zz))
@@ -109,7 +117,7 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (m,) = ctx.saved_tensors
-        return (grad.unflatten(0, (2, m.shape[0])) * m).flatten(0, 1), None, None, None
+        return (grad.unflatten(0, (2, m.shape[0])) * m).flatten(0, 1), None, None, None, None
 
 
 @contextlib.contextmanager
