@@ -265,9 +265,9 @@ def perturbation_benchmark(args: argparse.Namespace) -> None:
     photos = [load_image(r.path) for r in records]
     labels = [r.label for r in records]
     clf = deepinside.load_model("efficientnet_lite0")
-    settings = [("rise", {"masks": int(n), "grid": 7, "p": 0.5, "batch_size": 64})
+    settings = [("rise", {"masks": int(n), "grid": 7, "p": 0.5})
                 for n in args.rise_masks.split(",")]
-    settings += [("extremal_perturbation", {"iterations": int(n), "area": 0.1, "batch_size": 4})
+    settings += [("extremal_perturbation", {"iterations": int(n), "area": 0.1})
                  for n in args.ep_iterations.split(",")]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     print(f"CPU threads {torch.get_num_threads()}, {len(photos)} dev photos with boxes from "
@@ -283,7 +283,7 @@ def perturbation_benchmark(args: argparse.Namespace) -> None:
         ms = 1000 * (time.perf_counter() - t0) / len(photos)
         hits = [pointing_hit(map_peak(m), r.boxes) for m, r in zip(maps, records)]
         acc = 100.0 * sum(hits) / len(hits)
-        setting = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "batch_size")
+        setting = ", ".join(f"{k}={v}" for k, v in opts.items())
         print(f"| {name} | {setting} | {ms:.0f} | {acc:.1f} % | "
               f"{''.join('1' if h else '0' for h in hits)} |", flush=True)
         results.append({"method": name, "options": opts, "ms_per_photo": ms,

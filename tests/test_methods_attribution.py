@@ -108,6 +108,19 @@ def test_deeplift_sums_to_the_score_difference_with_tanh():
     torch.testing.assert_close(a.sum(dim=(1, 2)), delta.detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_deeplift_sums_to_the_score_difference_on_the_default_model(lite0):
+    # efficientnet_lite0: ReLU6 modules inside timm's BatchNormAct2d, in place, in the folded
+    # copy; Captum's DeepLift would keep their gradient (and miss the sum)
+    from deepinside.engine import forward_logits
+    from deepinside.methods._common import baseline_images
+
+    x = _images(1, 224, seed=8)
+    ref = baseline_images(lite0, x, "black")
+    a = get_method("deeplift")(lite0, x, [7], baseline="black", reduce="sum")
+    delta = forward_logits(lite0, x)[0, 7] - forward_logits(lite0, ref)[0, 7]
+    torch.testing.assert_close(a.sum(), delta, rtol=1e-3, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- GradientSHAP
 
 
@@ -175,8 +188,10 @@ def test_rise_is_its_formula_with_the_same_masks(score):
     x, t = _images(3, 32, seed=4), torch.tensor([0, 3, 5])
     n, p = 50, 0.4
     calls = []
+    state = torch.random.get_rng_state()
     ours = get_method("rise")(clf, x, t, masks=n, grid=5, p=p, score=score, batch_size=17,
                               progress=lambda d, total: calls.append((d, total)))
+    assert torch.equal(state, torch.random.get_rng_state())  # the global generator untouched
     masks = rise_masks(n, (32, 32), grid=5, p=p)
     assert masks.shape == (n, 1, 32, 32) and masks.min() >= 0 and masks.max() <= 1
     oracle = torch.zeros(3, 32, 32)
