@@ -2,11 +2,12 @@
 
 DeepLIFT explains ``S_c(x) - S_c(x')`` for a reference input ``x'``. Each elementwise
 nonlinearity ``y = f(z)`` passes back the multiplier ``(f(z) - f(z')) / (z - z')`` instead of
-its derivative ``f'(z)`` (the *rescale rule*; where ``|z - z'|`` is below ``eps`` the derivative
-is kept, as Captum does); linear layers (convolutions, batch norm in eval mode, pooling by
-averaging, linear layers) keep their gradient. The attribution is ``(x - x') * m`` where ``m``
-is the product of the multipliers along the backward pass. With only elementwise
-nonlinearities, the attributions sum to ``S_c(x) - S_c(x')`` exactly (summation-to-delta).
+its derivative ``f'(z)`` (the *rescale rule*; where ``z = z'`` the derivative is kept, and for
+smooth functions wherever ``|z - z'| <= eps``, as Captum does); linear layers (convolutions,
+batch norm in eval mode, pooling by averaging, linear layers) keep their gradient. The
+attribution is ``(x - x') * m`` where ``m`` is the product of the multipliers along the
+backward pass. With only elementwise nonlinearities, the attributions sum to
+``S_c(x) - S_c(x')`` exactly (summation-to-delta).
 
 The input and its reference run through the network as one batch ``[x; x']``; a
 :class:`torch.overrides.TorchFunctionMode`, active only inside the call, replaces each

@@ -197,6 +197,7 @@ def extremal_perturbation(
             pyramid = blur_pyramid(x[sl], levels, max_blur)
             params = torch.ones((len(idx), 1, *gen.shape_in), device=x.device, dtype=x.dtype)
             buf: Tensor | None = None
+            mask = params
             lam = area_weight
             for it in range(iterations):
                 with torch.enable_grad():
@@ -217,6 +218,5 @@ def extremal_perturbation(
                 done += len(idx)
                 if progress is not None:
                     progress(done, total)
-            with torch.no_grad():
-                out[sl] = gen(params)[0][:, 0]
+            out[sl] = mask.detach()[:, 0]  # the last step's mask, as TorchRay
     return out

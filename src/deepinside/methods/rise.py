@@ -96,7 +96,8 @@ def rise(
         masks: number of masks N (paper: 4000 for ResNet-50).
         grid: cells per side of the random grid, s (paper: 7).
         p: probability of keeping a cell (paper: 0.5).
-        score: ``"probability"`` (softmax, the paper) or ``"logit"``.
+        score: ``"probability"`` (softmax, the paper) or ``"logit"`` (a target callable gets
+            the probabilities or the logits accordingly).
         baseline: what a masked pixel becomes (see :func:`baseline_images`; default the
             input-space zero, as the authors' ``x * M``).
         batch_size: masked images per forward pass (None: all at once).
