@@ -26,6 +26,21 @@ pytorch-grad-cam's 1e-6 in the denominator dominates on this model, see gradcam_
   Score-CAM on ``--scorecam-layer`` (default blocks.4, 112 channels), Ablation-CAM on bn2
   (1280 channels; a layer of rectified values, where pytorch-grad-cam also ablates with 0, not
   ``min - 1e7``). ``--methods cams`` runs only this section.
+
+DeepLIFT and GradientSHAP (``--methods deeplift,gradient_shap``) run against Captum on lite0
+with the same batch and number of samples. lite0's rectifiers are ``nn.ReLU6`` modules, which
+Captum's DeepLift does not know: it keeps their gradient there (a plain gradient pass), so only
+the cost compares; on resnet18 (``nn.ReLU``, one module per use for Captum) both compute
+DeepLIFT, except at the stem's max pooling (Captum's own rule there, the gradient here).
+GradientSHAP draws differ (Captum uses the global generators), so again only the cost compares.
+
+``--perturbation`` instead times RISE and extremal perturbation in ms per photo at the papers'
+settings and at faster ones, and scores the pointing game (the map's peak within 15 px of a
+ground-truth box, ground-truth class) on the first ``--photos`` dev photos
+(``--dataset``, default ../shared/data/imagenet-val-300) for each setting::
+
+    .venv/bin/python benchmarks/bench_methods.py --perturbation --photos 48 \
+        --rise-masks 4000,1000 --ep-iterations 800,200
 """
 
 from __future__ import annotations
@@ -207,6 +222,121 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((unit(a) - unit(b)).abs().max())
 
 
+SHAP_SAMPLES = 5
+
+
+def _unique_relus(resnet: nn.Module) -> nn.Module:
+    """A copy of a torchvision resnet whose blocks use two ReLU modules each (Captum's DeepLift
+    needs every nonlinearity module to run once per forward); the same function."""
+    import types
+
+    from torchvision.models.resnet import BasicBlock
+
+    def forward(self, x):
+        out = self.relu_a(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu_b(out + identity)
+
+    m = _relu_copy(resnet)
+    for block in m.modules():
+        if isinstance(block, BasicBlock):
+            block.relu_a, block.relu_b = nn.ReLU(), nn.ReLU()
+            block.forward = types.MethodType(forward, block)
+    return m
+
+
+def build_attribution(clf, resnet, x, t, samples: int = SHAP_SAMPLES
+                      ) -> dict[str, dict[str, callable]]:
+    """DeepLIFT (lite0 and resnet18) and GradientSHAP, deepinside and Captum."""
+    from captum.attr import DeepLift, GradientShap
+
+    m = clf.module
+    dl_net = _relu_copy(m)  # Captum's module hooks cannot follow in-place activations
+    for sub in dl_net.modules():
+        if hasattr(sub, "inplace"):
+            sub.inplace = False
+    g = torch.Generator().manual_seed(1)
+    bases = torch.cat([torch.zeros_like(x[:1]), torch.randn((3, *x.shape[1:]), generator=g)])
+    res_relu = _unique_relus(resnet)
+    ours = get_method
+    return {
+        "deeplift (resnet18)": {
+            "deepinside": lambda: ours("deeplift")(resnet, x, t, reduce="sum", batch_size=32),
+            "captum": lambda: DeepLift(res_relu).attribute(x, baselines=0.0, target=t).sum(1),
+        },
+        "deeplift": {
+            "deepinside": lambda: ours("deeplift")(clf, x, t, reduce="sum", batch_size=32),
+            "captum": lambda: DeepLift(dl_net).attribute(x, baselines=0.0, target=t).sum(1),
+        },
+        "gradient_shap": {
+            "deepinside": lambda: ours("gradient_shap")(
+                clf, x, t, baselines=bases, samples=samples, noise=0.1, reduce="sum",
+                batch_size=64),
+            "captum": lambda: GradientShap(m).attribute(
+                x, bases, n_samples=samples, stdevs=0.1, target=t).sum(1),
+        },
+    }
+
+
+def add_perturbation_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--shap-samples", type=int, default=SHAP_SAMPLES)
+    ap.add_argument("--perturbation", action="store_true",
+                    help="time RISE and extremal perturbation, and their pointing game")
+    ap.add_argument("--dataset", default=None, help="dev photos with boxes (annotations.json)")
+    ap.add_argument("--photos", type=int, default=48)
+    ap.add_argument("--rise-masks", default="4000,1000",
+                    help="mask counts; the first is the paper's setting")
+    ap.add_argument("--ep-iterations", default="800,200",
+                    help="iteration counts; the first is the paper's (TorchRay's) setting")
+    ap.add_argument("--skip", default="", help="comma-separated: rise, extremal_perturbation")
+
+
+def perturbation_benchmark(args: argparse.Namespace) -> None:
+    """ms per photo and pointing game of RISE and extremal perturbation, per setting."""
+    from pathlib import Path
+
+    from deepinside.evaluate import read_dataset
+    from deepinside.evaluate.metrics import map_peak, pointing_hit
+    from deepinside.images import load_image, photo_maps
+
+    root = Path(args.dataset) if args.dataset else (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300")
+    if not (root / "annotations.json").is_file():
+        root = Path("/work/shared/data/imagenet-val-300")
+    records, _ = read_dataset(root / "annotations.json")
+    records = [r for r in records if r.boxes][: args.photos]
+    photos = [load_image(r.path) for r in records]
+    labels = [r.label for r in records]
+    clf = deepinside.load_model("efficientnet_lite0")
+    settings = [("rise", {"masks": int(n), "grid": 7, "p": 0.5})
+                for n in args.rise_masks.split(",")]
+    settings += [("extremal_perturbation", {"iterations": int(n), "area": 0.1})
+                 for n in args.ep_iterations.split(",")]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    print(f"CPU threads {torch.get_num_threads()}, {len(photos)} dev photos with boxes from "
+          f"{root}, ground-truth classes, torch {torch.__version__}")
+    print("\n| method | setting | ms per photo | pointing game | hits |")
+    print("|---|---|---|---|---|")
+    results = []
+    for name, opts in settings:
+        if name in skip:
+            continue
+        t0 = time.perf_counter()
+        maps, _, _ = photo_maps(clf, photos, labels, method=name, batch_size=8, **opts)
+        ms = 1000 * (time.perf_counter() - t0) / len(photos)
+        hits = [pointing_hit(map_peak(m), r.boxes) for m, r in zip(maps, records)]
+        acc = 100.0 * sum(hits) / len(hits)
+        setting = ", ".join(f"{k}={v}" for k, v in opts.items())
+        print(f"| {name} | {setting} | {ms:.0f} | {acc:.1f} % | "
+              f"{''.join('1' if h else '0' for h in hits)} |", flush=True)
+        results.append({"method": name, "options": opts, "ms_per_photo": ms,
+                        "pointing": acc, "hits": hits})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -223,8 +353,12 @@ def main() -> None:
     ap.add_argument("--many-batch", type=int, default=1,
                     help="images for Score-CAM and Ablation-CAM")
     ap.add_argument("--json", default=None)
+    add_perturbation_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.perturbation:
+        perturbation_benchmark(args)
+        return
     warnings.simplefilter("ignore")
     import tqdm  # pytorch-grad-cam's progress bars, off (this process only)
 
@@ -242,6 +376,7 @@ def main() -> None:
     table = build(clf, resnet, x, t, args.ig_steps, args.sg_samples,
                   (args.occ_window, args.occ_stride))
     table.update(build_cams(clf, x, t, args.scorecam_layer, args.many_batch))
+    table |= build_attribution(clf, resnet, x, t, args.shap_samples)
     if args.methods:
         keep = [s.strip() for s in args.methods.split(",")]
         if "cams" in keep:

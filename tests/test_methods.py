@@ -193,6 +193,12 @@ SMALL_OPTIONS = {
     "smoothgrad": {"samples": 3, "batch_size": 4},
     "integrated_gradients": {"steps": 5, "batch_size": 7},
     "occlusion": {"window": 6, "stride": 3, "batch_size": 10},
+    "rise": {"masks": 40, "grid": 4, "batch_size": 16},
+    "extremal_perturbation": {"iterations": 6, "step": 2, "sigma": 4, "max_blur": 3,
+                              "batch_size": 2},
+    "gradient_shap": {"samples": 3, "batch_size": 4},
+    "scorecam": {"batch_size": 16},
+    "ablationcam": {"batch_size": 16},
 }
 
 

@@ -59,6 +59,13 @@ def test_health_models_classes_methods(client, clf):
     assert ms["smoothgrad"]["params"]["samples"] == {"type": "int", "default": 16, "min": 1,
                                                      "max": 64}
     assert "fast" not in ms["gradient"]["params"]
+    for m in ms.values():  # no callback offered; every count that sets the work is bounded
+        assert "progress" not in m["params"], m["name"]
+        for name in ("masks", "iterations", "steps", "samples", "batch_size"):
+            if name in m["params"]:
+                assert m["params"][name]["max"] <= 8000, (m["name"], name)
+    problem(client.post("/v1/explain", files={"image": ("a.png", png_bytes())},
+                        data={"method": "rise", "params": '{"masks": 100000}'}), 422, "masks")
     schema = client.get("/openapi.json").json()
     assert {"/v1/explain", "/v1/classify", "/v1/models/{name}:explain", "/v1/classmodel",
             "/v1/jobs/{job_id}/events"} <= set(schema["paths"])

@@ -24,7 +24,7 @@ from .common import (
     positive_int,
     progress,
 )
-from .methods import DEMO_METHODS
+from .methods import COMPARE_METHODS, SLOW_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -123,8 +123,9 @@ def _register_compare(evaluate_subparsers) -> None:
         help="every attribution method on a labelled data set: pointing game, localisation, "
              "deletion / insertion, randomisation, speed",
     )
-    p.add_argument("--methods", default=",".join(DEMO_METHODS),
-                   help="comma-separated method names (default: all)")
+    p.add_argument("--methods", default=",".join(COMPARE_METHODS),
+                   help="comma-separated method names (default: all but the slow "
+                        f"{', '.join(SLOW_METHODS)}, which run thousands of passes a photo)")
     p.add_argument("--dataset", required=True,
                    help="directory (or annotations file) of a labelled data set with boxes")
     p.add_argument("--limit", "-n", type=positive_int, default=None,

@@ -7,11 +7,11 @@ Every method has the call shape of :func:`deepinside.saliency`::
 ``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``).
 The paper's gradient map is registered as ``"gradient"``; every other method lives in a
 submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
-``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``; the CAM family's
-``scorecam``, ``layercam``, ``hirescam``, ``xgradcam``, ``eigencam``, ``ablationcam``), with the
-shared parts in ``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family
-does with a layer) and ``_common``. Every method calls the network through
-:mod:`deepinside.engine` only.
+``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``, ``rise``,
+``extremal_perturbation``, ``deeplift``, ``gradient_shap``; the CAM family's ``scorecam``,
+``layercam``, ``hirescam``, ``xgradcam``, ``eigencam``, ``ablationcam``), with the shared parts
+in ``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family does with a
+layer) and ``_common``. Every method calls the network through :mod:`deepinside.engine` only.
 
 A new method is one small file here that decorates its function with :func:`register_method`
 and is imported at the bottom of this module.
@@ -71,15 +71,19 @@ register_method(
 from . import (  # noqa: E402, F401
     ablationcam,
     deconvnet,
+    deeplift,
     eigencam,
+    extremal_perturbation,
     gradcam,
     gradcam_pp,
+    gradient_shap,
     gradient_x_input,
     guided_backprop,
     hirescam,
     integrated_gradients,
     layercam,
     occlusion,
+    rise,
     scorecam,
     smoothgrad,
     xgradcam,

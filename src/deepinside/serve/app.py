@@ -34,15 +34,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 __all__ = ["Limits", "ModelWorker", "Problem", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
-HIDDEN_PARAMS = {"fast", "upsample_to_input"}  # they would change what the map is, not how
+# fast / upsample_to_input would change what the map is, not how; progress is a callback.
+HIDDEN_PARAMS = {"fast", "upsample_to_input", "progress"}
 # Bounds of the parameters a request may set (others: any value of their type).
 BOUNDS: dict[str, tuple[float, float]] = {
     "steps": (1, 256), "samples": (1, 64), "noise": (0.0, 1.0), "window": (1, 1024),
     "stride": (1, 1024), "batch_size": (1, 256), "energy": (0.0, 1.0), "seed": (0, 2**31 - 1),
+    "masks": (1, 8000), "grid": (2, 64), "p": (0.0, 1.0), "iterations": (1, 1000),
+    "area": (0.0, 1.0), "levels": (1, 16), "step": (1, 64), "momentum": (0.0, 1.0),
 }
 CHOICES: dict[str, list[str]] = {
     "reduce": ["max_abs", "sum_abs", "sum", "none"],
     "baseline": ["zero", "black", "white", "mean", "blur"],
+    "baselines": ["zero", "black", "white", "mean", "blur"],
+    "score": ["probability", "logit"],
+    "variant": ["preserve", "delete"],
     "rule": ["gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left",
              "riemann_right"],
 }
