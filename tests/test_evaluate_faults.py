@@ -53,8 +53,12 @@ def test_a_label_outside_the_model_is_one_line_and_the_rest_is_kept(tmp_path):
         bad = [x for x in errors(done.stderr) if "p2.png" in x]
         assert len(bad) == 1 and "label 5000 is not a class of the model (0..999)" in bad[0]
         assert "Traceback" not in done.stderr
-        assert sorted(r["key"] for r in lines(out / "per_image.jsonl")) == [
-            f"p{i}.png" for i in (0, 1, 3, 4, 5)]
+        rows = lines(out / "per_image.jsonl")  # the failed photo is a line with its reason
+        assert sorted(r["key"] for r in rows) == [f"p{i}.png" for i in range(6)]
+        assert [(r["key"], r["error"]) for r in rows if "error" in r] == [
+            ("p2.png", "label 5000 is not a class of the model (0..999)")]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["n_images"] == 5 and summary["n_failed"] == 1
 
 
 def test_boxes_are_clipped_or_refused_against_the_photo(tmp_path):
@@ -73,7 +77,8 @@ def test_boxes_are_clipped_or_refused_against_the_photo(tmp_path):
     assert len(p1) == 2 and all("warning:" in x for x in p1)
     assert "clipped to the 64x48 photo" in p1[0] and "outside the 64x48 photo" in p1[1]
     rows = {r["key"]: r for r in lines(out / "per_image.jsonl")}
-    assert "p0.png" not in rows and rows["p1.png"]["gt_boxes"] == [[40.0, 30.0, 64.0, 48.0]]
+    assert rows["p0.png"]["error"] == "none of its boxes lies on the photo"
+    assert rows["p1.png"]["gt_boxes"] == [[40.0, 30.0, 64.0, 48.0]]
 
 
 # ----------------------------------------------------------------------------- stale results

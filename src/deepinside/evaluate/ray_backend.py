@@ -26,6 +26,7 @@ machine's cores and an object store of :data:`OBJECT_STORE_BYTES`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +63,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     machine's cores (shut down at the end)."""
     import ray
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the driver's bar says enough
     if ray.is_initialized():
         yield
         return
@@ -204,7 +206,7 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
     ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
     actor_res = {"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}
     ds = ds.map_batches(
-        MapActor, batch_size=batch_size, concurrency=workers,
+        MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
         fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
                                "seed": seed, "batch_size": batch_size,
                                "threads": max(1, cpus // (workers + 1)) if not gpus else 1},
