@@ -121,6 +121,27 @@ def test_a_changed_config_is_refused_and_a_resume_computes_only_the_rest(tmp_pat
     assert strip(out / "per_image.jsonl") == _reference(tmp_path, records, "default")
 
 
+def test_compare_on_ray_gives_the_local_table(tmp_path, local_ray):
+    from deepinside.evaluate.compare import compare_methods
+
+    records, _ = read_dataset(synthetic_dataset(tmp_path, n=8))
+    records[5] = Record(key="gone", path=tmp_path / "gone.png", label=1, boxes=records[5].boxes)
+    rows, said = {}, {}
+    for backend in ("local", "ray"):
+        said[backend] = []
+        rows[backend] = compare_methods(
+            tiny(), records, ["gradient", "gradcam"], batch_size=2, steps=4, backend=backend,
+            workers=2, on_failure=lambda p, why, b=backend: said[b].append((str(p), why)))
+    assert said["ray"] == said["local"] == [(str(tmp_path / "gone.png"), "no such file")]
+    for a, b in zip(rows["local"], rows["ray"]):
+        a, b = a.to_dict(), b.to_dict()
+        assert a["images"] == b["images"] == 7
+        for key in ("pointing", "gt_known_loc"):
+            assert a[key] == b[key], key
+        for key in ("deletion_auc", "insertion_auc", "randomization_corr"):
+            assert abs(a[key] - b[key]) < 1e-5, key
+
+
 # ----------------------------------------------------------------------------- faults
 
 

@@ -180,6 +180,9 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--no-randomization", action="store_true",
                    help="skip the randomisation test (saves one map per image)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.add_argument("--workers", "-j", type=positive_int, default=1,
+                   help="with --backend ray: model actors")
+    add_backend_args(p)
     p.set_defaults(func=run_compare)
 
 
@@ -195,6 +198,7 @@ def run_compare(args: argparse.Namespace) -> int:
     for n in names:
         lookup(get_method, n)
     lookup(get_recipe, args.recipe)
+    check_backend(args)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
     clf = model_from_args(args)
@@ -205,7 +209,9 @@ def run_compare(args: argparse.Namespace) -> int:
                                steps=args.steps, recipe=args.recipe, smooth=args.smooth,
                                deletion=not args.no_deletion,
                                randomization=not args.no_randomization,
-                               on_batch=bar.update, on_failure=failures)
+                               on_batch=bar.update, on_failure=failures,
+                               backend=args.backend, workers=args.workers,
+                               ray_address=args.ray_address)
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -36,8 +36,8 @@ import numpy as np
 from .datasets import Record
 from .scoring import ImageResult, ScoreTask, score_photo
 
-__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "ray_session",
-           "require_ray", "run_ray"]
+__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "compare_ray",
+           "ray_session", "require_ray", "run_ray"]
 
 DECODE_CPUS = 0.25
 ACTOR_CPUS = 0.5
@@ -185,10 +185,7 @@ def _gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[str, str], *,
-                  workers: int, batch_size: int, seed: int):
-    """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated)."""
-    import ray
+def _quiet_context():
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -196,6 +193,16 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
     ctx.enable_operator_progress_bars = False
     ctx.execution_options.verbose_progress = False
     ctx.enable_auto_log_stats = False
+    return ctx
+
+
+def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[str, str], *,
+                  workers: int, batch_size: int, seed: int):
+    """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated)."""
+    import ray
+    import ray.data
+
+    _quiet_context()
     workers = max(1, workers)
     gpus = _gpus()
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -233,3 +240,80 @@ def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[
                     sink.result(row)
                 else:
                     sink.failure(item[1], item[2], item[3])
+
+
+class CompareActor:
+    """``evaluate compare`` on a batch of records in a model actor: the local
+    :func:`.compare.compare_methods` on the batch; out, its sums per method and its failures.
+    """
+
+    def __init__(self, model_ref: list, methods: list[str], options: dict,
+                 threads: int) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.model = ray.get(model_ref[0])
+        if torch.cuda.is_available() and ray.get_gpu_ids():
+            self.model.module.to("cuda")
+        self.methods, self.options = methods, options
+
+    def __call__(self, batch: dict) -> dict:
+        from .compare import compare_methods
+
+        records = [pickle.loads(raw) for raw in batch["item"]]
+        failed: list[tuple[str, str]] = []
+        rows = compare_methods(self.model, records, self.methods, **self.options,
+                               on_failure=lambda p, why: failed.append((str(p), why)))
+        part = _pack("part", [(r.method, r.images, r.ms_per_image, dict(r._sums))
+                              for r in rows], failed, len(records))
+        return _rows([records[0].key if records else ""], [part])
+
+
+def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: int = 1,
+                address: str | None = None, on_batch: Callable[[int], None] | None = None,
+                on_failure: Callable[[object, str], None] | None = None, **options) -> list:
+    """:func:`.compare.compare_methods` over a pool of ``workers`` model actors: each batch of
+    records is scored in an actor, and the driver adds up the batches' sums (the same means as
+    one process, up to the order of floating-point sums). ``options``: those of
+    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...)."""
+    import ray
+    import ray.data
+
+    from .compare import MethodScores
+
+    batch_size = int(options.get("batch_size", 16))
+    scores = {m: MethodScores(m) for m in methods}
+    elapsed = dict.fromkeys(methods, 0.0)
+    with ray_session(address):
+        _quiet_context()
+        gpus = _gpus()
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, workers)
+        ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
+                                 override_num_blocks=max(1, -(-len(records) // batch_size)))
+        ds = ds.map_batches(
+            CompareActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"model_ref": [ray.put(model)], "methods": list(methods),
+                                   "options": options,
+                                   "threads": 1 if gpus else max(1, cpus // workers)},
+            **({"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}))
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            for raw in batch["item"]:
+                _, parts, failed, n = pickle.loads(raw)
+                for path, why in failed:
+                    if on_failure is not None:
+                        on_failure(path, why)
+                for name, images, ms, sums in parts:
+                    s = scores[name]
+                    for key, (total, count) in sums.items():  # sums and counts add up
+                        old_total, old_n = s._sums.get(key, (0.0, 0))
+                        s._sums[key] = (old_total + total, old_n + count)
+                        setattr(s, key, s._sums[key][0] / s._sums[key][1])
+                    if images:
+                        elapsed[name] += ms * images / 1000.0
+                        s.images += images
+                        s.ms_per_image = 1000.0 * elapsed[name] / s.images
+                if on_batch is not None:
+                    on_batch(n)
+    return [scores[m] for m in methods]
