@@ -369,3 +369,18 @@ def test_grabcut_on_a_large_photo_with_seeds_lost_in_the_downscale():
     m[[10, 700, 1500, 2200, 2900], [20, 900, 1400, 2500, 2990]] = 1.0
     mask, box, note = segment_map(photo, m, "paper")
     assert mask.shape == (3000, 3000) and "too few seeds" in note
+
+
+@pytest.mark.parametrize("command", ["localization", "compare"])
+def test_the_ray_backend_without_ray_is_one_line(tmp_path, monkeypatch, capsys, command):
+    from deepinside.cli import main
+
+    ann = synthetic_dataset(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["evaluate", command, "--dataset", str(ann), "--backend", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deepinside: error: the ray backend needs Ray: "
+                   "pip install 'deepinside[ray]'"]
+    assert main(["evaluate", command, "--dataset", str(ann), "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == ("deepinside: error: --ray-address needs "
+                                               "--backend ray")

@@ -100,6 +100,20 @@ def test_dev_photos_give_the_local_records_and_a_missing_photo_is_a_line(tmp_pat
         (tmp_path / "local/config.json").read_text())
 
 
+def test_the_command_line_on_ray(tmp_path, local_ray):
+    from deepinside.cli import main
+
+    root = data_dir()
+    if root is None:
+        pytest.skip("imagenet-val-300 not found (set DEEPINSIDE_DATA)")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "localization", "--dataset", str(root), "--limit", "4",
+                 "--recipe", "gradcam-30", "--backend", "ray", "--workers", "1",
+                 "--out", str(out)]) == 0
+    assert len(lines(out / "per_image.jsonl")) == 4
+    assert json.loads((out / "summary.json").read_text())["n_images"] == 4
+
+
 def test_a_changed_config_is_refused_and_a_resume_computes_only_the_rest(tmp_path,
                                                                          local_ray):
     records, _ = read_dataset(synthetic_dataset(tmp_path, n=8))
