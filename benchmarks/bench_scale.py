@@ -76,7 +76,8 @@ def main() -> None:
             base = None
             print(f"\n{recipe}, {len(records)} photos, {args.model}, {os.cpu_count()} CPUs, "
                   f"batch {args.batch_size}")
-            print(f"{'config':<10} {'seconds':>8} {'photos/s':>9} {'x local/0':>10}  same")
+            print(f"{'config':<10} {'seconds':>8} {'photos/s':>9} {'x local/0':>10}  same  "
+                  "map s/photo  segment s/photo")
             for backend, workers in configs:
                 out = Path(tmp) / f"{recipe}-{backend}-{workers}"
                 t0 = time.perf_counter()
@@ -92,11 +93,13 @@ def main() -> None:
                        "photos": len(records), "seconds": round(secs, 2),
                        "photos_per_s": round(len(records) / secs, 3),
                        "vs_first": round(base[0] / secs, 3), "same_records": same,
-                       "gt_known_loc_acc": s["gt_known_loc_acc"]}
+                       "gt_known_loc_acc": s["gt_known_loc_acc"],
+                       "stage_seconds_per_photo": s["seconds_per_image"]}
                 results.append(row)
                 print(f"{backend + '/' + str(workers):<10} {secs:>8.1f} "
-                      f"{row['photos_per_s']:>9.2f} {row['vs_first']:>10.2f}  {same}",
-                      flush=True)
+                      f"{row['photos_per_s']:>9.2f} {row['vs_first']:>10.2f}  {same!s:<5} "
+                      f"{s['seconds_per_image']['map']:>11.3f}  "
+                      f"{s['seconds_per_image']['segment']:>15.3f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"ray_init_s": ray_start, "runs": results},
                                               indent=2) + "\n")
