@@ -160,15 +160,28 @@ def test_compare_on_ray_gives_the_local_table(tmp_path, local_ray):
 
 
 def _map_actor_pids() -> list[int]:
-    """The processes of the model actors (Ray titles them ``ray::MapWorker(...MapActor)``)."""
-    pids = []
+    """The model actors of this process's Ray (titled ``ray::MapWorker(...MapActor)``, below
+    this process; not those of another Ray on the machine)."""
+    parent: dict[int, int] = {}
+    titles: dict[int, bytes] = {}
     for d in Path("/proc").iterdir():
         try:
-            if d.name.isdigit() and b"MapActor" in (d / "cmdline").read_bytes():
-                pids.append(int(d.name))
-        except OSError:
+            if d.name.isdigit():
+                stat = (d / "stat").read_text()
+                parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+                titles[int(d.name)] = (d / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
             pass
-    return pids
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [pid for pid, title in titles.items()
+            if b"MapActor" in title and b".sub" not in title and ours(pid)]
 
 
 def test_an_actor_killed_mid_run_loses_and_doubles_nothing(tmp_path, local_ray):
