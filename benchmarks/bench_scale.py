@@ -11,9 +11,10 @@ imports torch and receives the model) as the local workers' time includes theirs
     python benchmarks/bench_scale.py [--n 300] [--recipes paper,default]
                                      [--configs local/0,local/1,local/2,ray/2] [--json out.json]
 
-Prints one table per recipe: seconds, photos/s, and the ratio to ``local/0``; and checks that
-every configuration wrote the same records as ``local/0`` (timings aside; with GrabCut, the
-same recipe and seed give the same boxes, which this also checks).
+Prints one table per recipe: seconds, photos/s, the ratio to the first configuration, and how
+many of its records (timings aside) equal the first configuration's. (With GrabCut a map that
+differs in its last bits, from another number of torch threads or another batch, can move a
+seed pixel and so a box: the threshold recipes agree exactly, GrabCut's nearly.)
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main() -> None:
             base = None
             print(f"\n{recipe}, {len(records)} photos, {args.model}, {os.cpu_count()} CPUs, "
                   f"batch {args.batch_size}")
-            print(f"{'config':<10} {'seconds':>8} {'photos/s':>9} {'x local/0':>10}  same  "
+            print(f"{'config':<10} {'seconds':>8} {'photos/s':>9} {'x first':>10}  same    "
                   "map s/photo  segment s/photo")
             for backend, workers in configs:
                 out = Path(tmp) / f"{recipe}-{backend}-{workers}"
@@ -88,16 +89,17 @@ def main() -> None:
                 rows = records_of(out / "per_image.jsonl")
                 if base is None:
                     base = (secs, rows)
-                same = rows == base[1]
+                differ = sum(a != b for a, b in zip(rows, base[1])) + abs(len(rows) - len(base[1]))
+                same = f"{len(rows) - differ}/{len(rows)}"
                 row = {"recipe": recipe, "backend": backend, "workers": workers,
                        "photos": len(records), "seconds": round(secs, 2),
                        "photos_per_s": round(len(records) / secs, 3),
-                       "vs_first": round(base[0] / secs, 3), "same_records": same,
+                       "vs_first": round(base[0] / secs, 3), "records_as_first": same,
                        "gt_known_loc_acc": s["gt_known_loc_acc"],
                        "stage_seconds_per_photo": s["seconds_per_image"]}
                 results.append(row)
                 print(f"{backend + '/' + str(workers):<10} {secs:>8.1f} "
-                      f"{row['photos_per_s']:>9.2f} {row['vs_first']:>10.2f}  {same!s:<5} "
+                      f"{row['photos_per_s']:>9.2f} {row['vs_first']:>10.2f}  {same:<7} "
                       f"{s['seconds_per_image']['map']:>11.3f}  "
                       f"{s['seconds_per_image']['segment']:>15.3f}", flush=True)
     if args.json:
