@@ -384,3 +384,25 @@ def test_the_ray_backend_without_ray_is_one_line(tmp_path, monkeypatch, capsys, 
     assert main(["evaluate", command, "--dataset", str(ann), "--ray-address", "auto"]) == 2
     assert capsys.readouterr().err.strip() == ("deepinside: error: --ray-address needs "
                                                "--backend ray")
+
+
+def test_a_failed_photo_is_kept_on_resume_and_retried_when_asked(tmp_path):
+    records, _ = read_dataset(synthetic_dataset(tmp_path))
+    moved = tmp_path / "p4.moved.png"
+    (tmp_path / "p4.png").rename(moved)
+    out = tmp_path / "out"
+    said: list[str] = []
+    for _ in range(2):  # a resume keeps the failure line and says it again
+        said.clear()
+        s = run_localization(tiny(), records, out, recipe="gradcam-30", workers=0,
+                             show_progress=False, on_problem=lambda p, why: said.append(why))
+        assert said == ["no such file"] and s["n_images"] == 5 and s["n_failed"] == 1
+        rows = lines(out / "per_image.jsonl")
+        assert len(rows) == 6 and [r["key"] for r in rows if "error" in r] == ["p4.png"]
+    moved.rename(tmp_path / "p4.png")
+    s = run_localization(tiny(), records, out, recipe="gradcam-30", workers=0,
+                         show_progress=False, retry_failed=True)
+    rows = lines(out / "per_image.jsonl")
+    assert s["n_images"] == 6 and s["n_failed"] == 0
+    assert sorted(r["key"] for r in rows) == [f"p{i}.png" for i in range(6)]
+    assert not [r for r in rows if "error" in r]
