@@ -53,8 +53,12 @@ def test_a_label_outside_the_model_is_one_line_and_the_rest_is_kept(tmp_path):
         bad = [x for x in errors(done.stderr) if "p2.png" in x]
         assert len(bad) == 1 and "label 5000 is not a class of the model (0..999)" in bad[0]
         assert "Traceback" not in done.stderr
-        assert sorted(r["key"] for r in lines(out / "per_image.jsonl")) == [
-            f"p{i}.png" for i in (0, 1, 3, 4, 5)]
+        rows = lines(out / "per_image.jsonl")  # the failed photo is a line with its reason
+        assert sorted(r["key"] for r in rows) == [f"p{i}.png" for i in range(6)]
+        assert [(r["key"], r["error"]) for r in rows if "error" in r] == [
+            ("p2.png", "label 5000 is not a class of the model (0..999)")]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["n_images"] == 5 and summary["n_failed"] == 1
 
 
 def test_boxes_are_clipped_or_refused_against_the_photo(tmp_path):
@@ -73,7 +77,8 @@ def test_boxes_are_clipped_or_refused_against_the_photo(tmp_path):
     assert len(p1) == 2 and all("warning:" in x for x in p1)
     assert "clipped to the 64x48 photo" in p1[0] and "outside the 64x48 photo" in p1[1]
     rows = {r["key"]: r for r in lines(out / "per_image.jsonl")}
-    assert "p0.png" not in rows and rows["p1.png"]["gt_boxes"] == [[40.0, 30.0, 64.0, 48.0]]
+    assert rows["p0.png"]["error"] == "none of its boxes lies on the photo"
+    assert rows["p1.png"]["gt_boxes"] == [[40.0, 30.0, 64.0, 48.0]]
 
 
 # ----------------------------------------------------------------------------- stale results
@@ -364,3 +369,40 @@ def test_grabcut_on_a_large_photo_with_seeds_lost_in_the_downscale():
     m[[10, 700, 1500, 2200, 2900], [20, 900, 1400, 2500, 2990]] = 1.0
     mask, box, note = segment_map(photo, m, "paper")
     assert mask.shape == (3000, 3000) and "too few seeds" in note
+
+
+@pytest.mark.parametrize("command", ["localization", "compare"])
+def test_the_ray_backend_without_ray_is_one_line(tmp_path, monkeypatch, capsys, command):
+    from deepinside.cli import main
+
+    ann = synthetic_dataset(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["evaluate", command, "--dataset", str(ann), "--backend", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deepinside: error: the ray backend needs Ray: "
+                   "pip install 'deepinside[ray]'"]
+    assert main(["evaluate", command, "--dataset", str(ann), "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == ("deepinside: error: --ray-address needs "
+                                               "--backend ray")
+
+
+def test_a_failed_photo_is_kept_on_resume_and_retried_when_asked(tmp_path):
+    records, _ = read_dataset(synthetic_dataset(tmp_path))
+    moved = tmp_path / "p4.moved.png"
+    (tmp_path / "p4.png").rename(moved)
+    out = tmp_path / "out"
+    said: list[str] = []
+    for _ in range(2):  # a resume keeps the failure line and says it again
+        said.clear()
+        s = run_localization(tiny(), records, out, recipe="gradcam-30", workers=0,
+                             show_progress=False, on_problem=lambda p, why: said.append(why))
+        assert said == ["no such file"] and s["n_images"] == 5 and s["n_failed"] == 1
+        rows = lines(out / "per_image.jsonl")
+        assert len(rows) == 6 and [r["key"] for r in rows if "error" in r] == ["p4.png"]
+    moved.rename(tmp_path / "p4.png")
+    s = run_localization(tiny(), records, out, recipe="gradcam-30", workers=0,
+                         show_progress=False, retry_failed=True)
+    rows = lines(out / "per_image.jsonl")
+    assert s["n_images"] == 6 and s["n_failed"] == 0
+    assert sorted(r["key"] for r in rows) == [f"p{i}.png" for i in range(6)]
+    assert not [r for r in rows if "error" in r]

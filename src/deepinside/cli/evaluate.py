@@ -45,14 +45,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--limit", "-n", type=positive_int, default=None,
                    help="only the first N photos")
     q.add_argument("--workers", "-j", type=nonnegative_int, default=1,
-                   help="GrabCut worker processes (0: none, all in this process; recipes "
-                        "without GrabCut always segment in this process)")
+                   help="local: GrabCut worker processes (0: none, all in this process; "
+                        "recipes without GrabCut always segment in this process); ray: model "
+                        "actors")
     add_batch_size(q)
     q.add_argument("--seed", type=int, default=0, help="GrabCut's random seed")
     q.add_argument("--out", "-o", default="deepinside-eval-localization",
                    help="output directory (a run there with the same settings is resumed)")
+    q.add_argument("--retry-failed", action="store_true",
+                   help="evaluate again the photos that failed in the run in --out (by "
+                        "default a resumed run keeps their failure lines)")
+    add_backend_args(q)
     q.set_defaults(func=run_localization)
     _register_compare(esub)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend local|ray`` and ``--ray-address``."""
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: this process and its workers (default); ray: a Ray Data "
+                        "pipeline (pip install 'deepinside[ray]'; see docs/scale.md)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --backend ray: join this cluster ('auto', 'ray://host:10001'); "
+                        "default: a local Ray on this machine's cores")
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    """A one-line error for ``--backend ray`` without Ray, or ``--ray-address`` without it.
+
+    Raises:
+        CLIError: as above.
+    """
+    if args.backend != "ray":
+        if args.ray_address:
+            raise CLIError("--ray-address needs --backend ray")
+        return
+    from ..evaluate.ray_backend import require_ray
+
+    try:
+        require_ray()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
 
 
 def dataset_records(path: str, limit: int | None, failures: Failures) -> list:
@@ -83,12 +116,14 @@ def run_localization(args: argparse.Namespace) -> int:
 
     if args.method is not None:
         lookup(get_method, args.method)
+    check_backend(args)
     out = output_dir(args.out)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
     rec = get_recipe(args.recipe)
     pool = None
-    if args.workers > 0 and rec.segment == "grabcut":  # started before the model loads
+    if args.backend == "local" and args.workers > 0 and rec.segment == "grabcut":
+        # started before the model loads
         pool = runner.start_workers(args.workers)
     failed = Failures()
 
@@ -100,7 +135,9 @@ def run_localization(args: argparse.Namespace) -> int:
         summary = runner.run_localization(clf, records, out, recipe=rec,
                                           method=args.method, workers=args.workers,
                                           batch_size=args.batch_size, seed=args.seed,
-                                          on_problem=failed, on_warning=warn, pool=pool)
+                                          on_problem=failed, on_warning=warn, pool=pool,
+                                          backend=args.backend, ray_address=args.ray_address,
+                                          retry_failed=args.retry_failed)
     except (runner.RunMismatchError, runner.RunLockedError) as e:
         raise CLIError(str(e)) from None
     finally:
@@ -111,8 +148,8 @@ def run_localization(args: argparse.Namespace) -> int:
     print(localization_table(summary, name))
     print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
     if problems or failed:
-        print(f"skipped {len(problems)} malformed records and {len(failed)} photos (each said "
-              "above)", file=sys.stderr)
+        print(f"skipped {len(problems)} malformed records; {len(failed)} photos failed (each "
+              "said above; a line with its reason in per_image.jsonl)", file=sys.stderr)
     return 1 if problems or failed else 0
 
 
@@ -144,6 +181,9 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--no-randomization", action="store_true",
                    help="skip the randomisation test (saves one map per image)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.add_argument("--workers", "-j", type=positive_int, default=1,
+                   help="with --backend ray: model actors")
+    add_backend_args(p)
     p.set_defaults(func=run_compare)
 
 
@@ -159,6 +199,7 @@ def run_compare(args: argparse.Namespace) -> int:
     for n in names:
         lookup(get_method, n)
     lookup(get_recipe, args.recipe)
+    check_backend(args)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
     clf = model_from_args(args)
@@ -169,7 +210,9 @@ def run_compare(args: argparse.Namespace) -> int:
                                steps=args.steps, recipe=args.recipe, smooth=args.smooth,
                                deletion=not args.no_deletion,
                                randomization=not args.no_randomization,
-                               on_batch=bar.update, on_failure=failures)
+                               on_batch=bar.update, on_failure=failures,
+                               backend=args.backend, workers=args.workers,
+                               ray_address=args.ray_address)
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,6 +6,7 @@
 - :mod:`.scoring`: one photo's map -> box -> per-image record (NumPy and OpenCV only: what a
   GrabCut worker process runs).
 - :mod:`.runner`: :func:`run_localization`, streaming and resumable, GrabCut in worker processes.
+- :mod:`.ray_backend`: the same run as a Ray Data pipeline (``backend="ray"``; needs Ray).
 - :mod:`.compare`: every attribution method on one data set, one table.
 - :mod:`.faithfulness`: deletion / insertion curves and the randomisation test.
 - :mod:`.tables`: the plain-text tables of the results.

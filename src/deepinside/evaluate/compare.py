@@ -69,6 +69,9 @@ def compare_methods(
     randomization: bool = True,
     on_batch: Callable[[int], None] | None = None,
     on_failure: Callable[[object, str], None] | None = None,
+    backend: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> list[MethodScores]:
     """Score each method on the records (see the module docstring for the columns).
 
@@ -89,10 +92,25 @@ def compare_methods(
         randomization: also run the randomisation test (one more map per image).
         on_batch: called with the number of photos done after each batch.
         on_failure: called with (path, reason) for each unreadable photo.
+        backend: ``"local"`` (this process) or ``"ray"``: batches of records in a pool of
+            ``workers`` model actors (:func:`.ray_backend.compare_ray`), on the cluster at
+            ``ray_address`` or a local Ray.
+        workers: ``ray`` only: the model actors.
+        ray_address: ``ray`` only: see :func:`.runner.run_localization`.
 
     Returns:
         One :class:`MethodScores` per method, in the order given.
     """
+    if backend == "ray":
+        from .ray_backend import compare_ray, require_ray
+
+        require_ray()
+        return compare_ray(model, records, methods, workers=workers, address=ray_address,
+                           on_batch=on_batch, on_failure=on_failure, batch_size=batch_size,
+                           steps=steps, recipe=recipe, smooth=smooth, deletion=deletion,
+                           randomization=randomization)
+    if backend != "local":
+        raise ValueError(f"unknown backend {backend!r}; choose local or ray")
     fns = {name: get_method(name) for name in methods}
     rec = get_recipe(recipe, smooth=smooth)
     scores = {name: MethodScores(name) for name in methods}

@@ -42,14 +42,20 @@ from .datasets import Record, label_problem
 from .scoring import ImageResult, ScoreTask, init_worker, score_photo, summarize
 
 __all__ = [
+    "BACKENDS",
     "MP_CONTEXT",
+    "RecordSink",
     "RunLockedError",
     "RunMismatchError",
+    "failure_record",
+    "fit_record_boxes",
+    "map_tasks",
     "record_hash",
     "run_config",
     "run_localization",
     "start_workers",
     "weights_hash",
+    "write_summary",
 ]
 
 MP_CONTEXT = "spawn"
@@ -111,23 +117,34 @@ def _differences(old: object, new: object, prefix: str = "") -> list[str]:
     return []
 
 
-def _read_done(path: Path) -> list[ImageResult]:
-    """The records of ``per_image.jsonl``; a torn last line (interrupted write) is cut off.
+def failure_record(key: str, record_hash: str, reason: str) -> dict:
+    """The line of ``per_image.jsonl`` for a photo that could not be evaluated, and why."""
+    return {"key": key, "record_hash": record_hash, "error": reason}
+
+
+def _read_done(path: Path) -> list[ImageResult | dict]:
+    """The lines of ``per_image.jsonl``: records, or :func:`failure_record` dicts; a torn last
+    line (interrupted write) is cut off.
 
     Raises:
         RunMismatchError: a complete line in the file is not a record of this version.
     """
     if not path.exists():
         return []
-    rows: list[ImageResult] = []
+    rows: list[ImageResult | dict] = []
     good = 0
     with path.open("rb") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 break  # the torn last line of an interrupted write
             try:
-                rows.append(ImageResult.from_json(json.loads(raw)))
-            except (ValueError, TypeError):
+                d = json.loads(raw)
+                if isinstance(d, dict) and "error" in d:
+                    rows.append(failure_record(str(d["key"]), str(d["record_hash"]),
+                                               str(d["error"])))
+                else:
+                    rows.append(ImageResult.from_json(d))
+            except (ValueError, TypeError, KeyError):
                 raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
                                        "deepinside; use another --out or delete it") from None
             good += len(raw)
@@ -135,6 +152,24 @@ def _read_done(path: Path) -> list[ImageResult]:
         with path.open("r+b") as f:
             f.truncate(good)
     return rows
+
+
+def _key(row: ImageResult | dict) -> str:
+    return row["key"] if isinstance(row, dict) else row.key
+
+
+def _hash(row: ImageResult | dict) -> str:
+    return row["record_hash"] if isinstance(row, dict) else row.record_hash
+
+
+def _drop_failures(path: Path, rows: list[ImageResult | dict]) -> list[ImageResult | dict]:
+    """Rewrite ``per_image.jsonl`` without its failure lines (atomically); the records kept."""
+    kept = [r for r in rows if not isinstance(r, dict)]
+    if len(kept) < len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return kept
 
 
 def _check_config(out: Path, config: dict) -> None:
@@ -207,6 +242,9 @@ def start_workers(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
+BACKENDS = ("local", "ray")
+
+
 def run_localization(
     model,
     records: Sequence[Record],
@@ -221,6 +259,9 @@ def run_localization(
     on_problem: Callable[[str, str], None] | None = None,
     on_warning: Callable[[str, str], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    retry_failed: bool = False,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
 
@@ -229,7 +270,14 @@ def run_localization(
     and the seed; and each record's annotations, :func:`record_hash`). Into an ``out`` that
     holds the same run, only the photos not yet done are computed; any difference is refused.
     One evaluation at a time writes into an ``out`` (a lock the OS releases when the process
-    ends, however it ends).
+    ends, however it ends); this process is the only writer, whatever the backend.
+
+    A photo that cannot be evaluated (unreadable, a label the model does not have, no box on
+    the photo, a map or a segmentation that fails) is a line ``{"key", "record_hash",
+    "error"}`` (:func:`failure_record`), reported through ``on_problem`` too. Such a photo is
+    done: a resumed run does not retry it (it reports it again, so a resumed run says what a
+    run in one go says) unless ``retry_failed``. The summary is over the other lines, with
+    ``n_failed`` for these.
 
     Args:
         model: a :class:`deepinside.Classifier`.
@@ -237,18 +285,24 @@ def run_localization(
         out: output folder; a run already there with the same settings is resumed.
         recipe: a recipe name or :class:`Recipe`.
         method: attribution method name (default: the recipe's).
-        workers: GrabCut worker processes (``spawn``ed); 0 runs everything in this process, as
-            do recipes without GrabCut (their segmentation takes about a millisecond). With
-            ``pool``, the number of processes it has.
+        workers: ``local``: GrabCut worker processes (``spawn``ed); 0 runs everything in this
+            process, as do recipes without GrabCut (their segmentation takes about a
+            millisecond). With ``pool``, the number of processes it has. ``ray``: the model
+            actors (segmentation runs in Ray tasks on the CPUs they leave).
         batch_size: photos per saliency pass.
         seed: GrabCut's random seed.
         show_progress: a tqdm bar (images/s) on stderr.
-        on_problem: called with ``(photo, reason)`` for a photo that is skipped: unreadable,
-            a label that is not a class of the model, no box on the photo, a map that fails.
+        on_problem: called with ``(photo, reason)`` for a photo that fails (see above) or a
+            second record of the same key (skipped, no line).
         on_warning: called with ``(photo, note)`` for a box clipped to the photo or ignored
             (default: a Python warning).
         pool: GrabCut workers already started by :func:`start_workers` (used instead of
-            starting ``workers`` new ones; the caller shuts them down).
+            starting ``workers`` new ones; the caller shuts them down). ``local`` only.
+        backend: ``"local"`` (this process and its workers) or ``"ray"`` (a Ray Data
+            pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``).
+        ray_address: ``ray`` only: a cluster to join (``"auto"``, ``"ray://host:10001"``);
+            default: the Ray already initialised in this process, else a local one.
+        retry_failed: evaluate again the photos that failed in an earlier run into ``out``.
 
     Returns:
         The summary (also written to ``out/summary.json``), over the records of this call.
@@ -256,7 +310,14 @@ def run_localization(
     Raises:
         RunMismatchError: ``out`` holds a run made with other settings or annotations.
         RunLockedError: another evaluation is writing into ``out``.
+        ValueError: an unknown backend. ImportError: ``ray`` without Ray installed.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()
     rec = get_recipe(recipe)
     method = method or rec.method
     out = Path(out)
@@ -264,63 +325,70 @@ def run_localization(
     with _locked(out):
         _check_config(out, run_config(model, rec, method, seed))
         return _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
-                    on_problem, on_warning, pool)
+                    on_problem, on_warning, pool, backend, ray_address, retry_failed)
 
 
-def _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
-         on_problem, on_warning, pool) -> dict:
-    from tqdm import tqdm
+class RecordSink:
+    """The one writer of ``per_image.jsonl``: a line per photo, flushed at once, counted on the
+    progress bar; failures also go to ``on_problem``. Backends hand it what their photos give.
+    """
 
-    from ..images import iter_photo_batches
-    from ..localize import recipe_maps
+    def __init__(self, file, bar, paths: dict[str, object],
+                 on_problem: Callable[[str, str], None] | None) -> None:
+        self.file, self.bar, self.paths, self.on_problem = file, bar, paths, on_problem
+        self.results: list[ImageResult] = []
+        self.failures: list[dict] = []
+
+    def result(self, row: ImageResult) -> None:
+        """Write a photo's record."""
+        self._write(row.to_json())
+        self.results.append(row)
+
+    def failure(self, key: str, record_hash: str, reason: str) -> None:
+        """Write a photo's failure line and report it."""
+        line = failure_record(key, record_hash, reason)
+        self._write(line)
+        self.failures.append(line)
+        self.report(key, reason)
+
+    def report(self, key: str, reason: str) -> None:
+        """Tell ``on_problem`` about a photo (by its path where known)."""
+        if self.on_problem is not None:
+            self.on_problem(str(self.paths.get(key, key)), reason)
+
+    def _write(self, line: dict) -> None:
+        self.file.write(json.dumps(line) + "\n")
+        self.file.flush()
+        self.bar.update(1)
+
+
+def fit_record_boxes(record: Record, photo) -> tuple[list, list[str], str]:
+    """``(boxes, notes, reason)``: a record's boxes clipped to its photo, the notes on them, and
+    why the photo cannot be scored (``""`` if it can)."""
     from .metrics import fit_boxes
 
-    lines_path = out / PER_IMAGE
-    done = {r.key: r for r in _read_done(lines_path)}
-    hashes = {r.key: record_hash(r) for r in records}
-    changed = [k for k, h in hashes.items() if k in done and done[k].record_hash != h]
-    if changed:
-        raise RunMismatchError(
-            f"{out} holds results for {len(changed)} of these photos with other annotations "
-            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
-    rows = [done[k] for k in hashes if k in done]
-    bar = tqdm(total=len(records), initial=len(rows), desc="localize", unit="img",
-               disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+    kept, notes = fit_boxes(record.boxes, photo.width, photo.height)
+    if not kept:
+        return [], [], "none of its boxes lies on the photo"
+    return kept, list(notes), ""
 
-    def skip(path: object, reason: str) -> None:
-        bar.update(1)
-        if on_problem is not None:
-            on_problem(str(path), reason)
 
-    def warn(path: object, note: str) -> None:
-        if on_warning is not None:
-            on_warning(str(path), note)
-        else:
-            warnings.warn(f"{path}: {note}", stacklevel=3)
-
-    todo, seen = [], set()
-    for r in records:
-        if r.key in done:
-            continue
-        if r.key in seen:
-            skip(r.path, f"a second record for {r.key}: only the first one is evaluated")
-            continue
-        seen.add(r.key)
-        why = label_problem(r, model)
-        if why:
-            skip(r.path, why)
-        else:
-            todo.append(r)
+def map_tasks(model, items: Sequence[Record], photos: Sequence, boxes: Sequence[list],
+              rec: Recipe, method: str, hashes: dict[str, str], seed: int, batch_size: int,
+              fail: Callable[[Record, str], None]) -> list[tuple[Record, ScoreTask]]:
+    """The maps of a batch of photos, as :class:`ScoreTask`s; if the batch fails, photo by
+    photo, and ``fail(record, reason)`` for each photo whose map fails (what both backends
+    run on the model's device)."""
+    from ..localize import recipe_maps
 
     def maps_of(items, photos):
-        """The batch's maps; if the batch fails, photo by photo, skipping those that fail."""
         try:
             maps, logits = recipe_maps(model, photos, [r.label for r in items], rec, method,
                                        batch_size=batch_size)
-            return items, photos, maps, logits
+            return list(items), list(photos), maps, logits
         except Exception as e:  # noqa: BLE001 - one bad photo must not stop the run
             if len(items) == 1:
-                skip(items[0].path, f"cannot compute its map: {e}")
+                fail(items[0], f"cannot compute its map: {e}")
                 return [], [], [], None
         kept = [maps_of([r], [p]) for r, p in zip(items, photos)]
         kept = [k for k in kept if k[0]]
@@ -329,69 +397,147 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
         return ([k[0][0] for k in kept], [k[1][0] for k in kept], [k[2][0] for k in kept],
                 torch.cat([k[3] for k in kept]))
 
-    own_pool = pool is None and workers > 0 and rec.segment == "grabcut" and bool(todo)
+    t0 = time.perf_counter()
+    ok, photos_ok, maps, logits = maps_of(items, photos)
+    if not ok:
+        return []
+    box_of = {id(r): b for r, b in zip(items, boxes)}
+    per = (time.perf_counter() - t0) / len(ok)
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()
+    return [(r, ScoreTask(key=r.key, record_hash=hashes[r.key], photo=np.asarray(photo), map=m,
+                          boxes=box_of[id(r)], label=r.label, top5=t5, recipe=rec, seed=seed,
+                          map_seconds=per))
+            for r, photo, m, t5 in zip(ok, photos_ok, maps, top5)]
+
+
+def _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
+         on_problem, on_warning, pool, backend, ray_address, retry_failed) -> dict:
+    from tqdm import tqdm
+
+    lines_path = out / PER_IMAGE
+    old = _read_done(lines_path)
+    if retry_failed:
+        old = _drop_failures(lines_path, old)
+    done = {_key(r): r for r in old}
+    hashes = {r.key: record_hash(r) for r in records}
+    changed = [k for k, h in hashes.items() if k in done and _hash(done[k]) != h]
+    if changed:
+        raise RunMismatchError(
+            f"{out} holds results for {len(changed)} of these photos with other annotations "
+            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
+    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc="localize",
+               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+
+    def warn(path: object, note: str) -> None:
+        if on_warning is not None:
+            on_warning(str(path), note)
+        else:
+            warnings.warn(f"{path}: {note}", stacklevel=3)
+
+    paths = {r.key: r.path for r in records}
+    try:
+        with lines_path.open("a", encoding="utf-8") as f:
+            sink = RecordSink(f, bar, paths, on_problem)
+            todo, seen = [], set()
+            for r in records:
+                if r.key in done:
+                    if isinstance(done[r.key], dict):  # failed before: said again, not retried
+                        sink.report(r.key, done[r.key]["error"])
+                    continue
+                if r.key in seen:
+                    bar.update(1)
+                    if on_problem is not None:
+                        on_problem(str(r.path), f"a second record for {r.key}: only the first "
+                                                "one is evaluated")
+                    continue
+                seen.add(r.key)
+                why = label_problem(r, model)
+                if why:
+                    sink.failure(r.key, hashes[r.key], why)
+                else:
+                    todo.append(r)
+            if todo and backend == "ray":
+                from .ray_backend import run_ray
+
+                run_ray(model, todo, sink, rec, method, hashes, workers=workers,
+                        batch_size=batch_size, seed=seed, warn=warn, address=ray_address)
+            elif todo:
+                _run_local(model, todo, sink, rec, method, hashes, workers, batch_size, seed,
+                           warn, pool)
+    finally:
+        bar.close()
+    rows = [done[k] for k in hashes if k in done] + sink.results + sink.failures
+    return write_summary(out, rows)
+
+
+def write_summary(out: Path, rows: Sequence[ImageResult | dict]) -> dict:
+    """``summary.json`` of a run's lines (records and failures), and its content."""
+    results = [r for r in rows if not isinstance(r, dict)]
+    summary = summarize(results)
+    summary = {"n_images": summary.pop("n_images"), "n_failed": len(rows) - len(results),
+               **summary}
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _run_local(model, todo, sink, rec, method, hashes, workers, batch_size, seed, warn,
+               pool) -> None:
+    from ..images import iter_photo_batches
+
+    by_path = {str(r.path): r for r in todo}
+
+    def fail(r: Record, reason: str) -> None:
+        sink.failure(r.key, hashes[r.key], reason)
+
+    def unreadable(src: object, reason: str) -> None:
+        fail(by_path[str(src)], reason)
+
+    own_pool = pool is None and workers > 0 and rec.segment == "grabcut"
     if own_pool:  # (a threshold segmentation takes about a millisecond: no workers for it)
         pool = start_workers(workers)
     threads = torch.get_num_threads()
     if pool is not None:  # the maps leave the workers their cores (idle OpenMP threads spin)
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
-    pending: deque[tuple[Future | Callable[[], ImageResult], Path]] = deque()
+    pending: deque[tuple[Future | Callable[[], ImageResult], Record]] = deque()
     max_pending = max(2 * batch_size, 4 * max(workers, 1))
     try:
-        with lines_path.open("a", encoding="utf-8") as sink:
 
-            def drain(limit: int) -> None:
-                while len(pending) > limit:
-                    item, path = pending.popleft()
-                    try:
-                        row = item.result() if isinstance(item, Future) else item()
-                    except Exception as e:  # noqa: BLE001 - one photo must not stop the run
-                        skip(path, f"cannot segment its map: {e}")
-                        continue
-                    sink.write(json.dumps(row.to_json()) + "\n")
-                    sink.flush()
-                    rows.append(row)
-                    bar.update(1)
+        def drain(limit: int) -> None:
+            while len(pending) > limit:
+                item, r = pending.popleft()
+                try:
+                    row = item.result() if isinstance(item, Future) else item()
+                except Exception as e:  # noqa: BLE001 - one photo must not stop the run
+                    fail(r, f"cannot segment its map: {e}")
+                    continue
+                sink.result(row)
 
-            # a small first batch gives the workers their first photos sooner
-            first = min(batch_size, 4) if pool is not None else batch_size
-            batches = itertools.chain(
-                iter_photo_batches(todo[:first], first, skip, source=lambda r: r.path),
-                iter_photo_batches(todo[first:], batch_size, skip, source=lambda r: r.path))
-            for batch in batches:
-                items, photos, boxes = [], [], []
-                for r, photo in zip(batch.items, batch.photos):
-                    kept, notes = fit_boxes(r.boxes, photo.width, photo.height)
-                    for note in notes if kept else ():
-                        warn(r.path, note)
-                    if kept:
-                        items.append(r)
-                        photos.append(photo)
-                        boxes.append(kept)
-                    else:
-                        skip(r.path, "none of its boxes lies on the photo")
-                if not items:
+        # a small first batch gives the workers their first photos sooner
+        first = min(batch_size, 4) if pool is not None else batch_size
+        batches = itertools.chain(
+            iter_photo_batches(todo[:first], first, unreadable, source=lambda r: r.path),
+            iter_photo_batches(todo[first:], batch_size, unreadable, source=lambda r: r.path))
+        for batch in batches:
+            items, photos, boxes = [], [], []
+            for r, photo in zip(batch.items, batch.photos):
+                kept, notes, why = fit_record_boxes(r, photo)
+                if why:
+                    fail(r, why)
                     continue
-                t0 = time.perf_counter()
-                ok, photos, maps, logits = maps_of(items, photos)
-                boxes = [b for r, b in zip(items, boxes) if r in ok]
-                if not ok:
-                    continue
-                per = (time.perf_counter() - t0) / len(ok)
-                top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()
-                for r, photo, m, t5, bx in zip(ok, photos, maps, top5, boxes):
-                    task = ScoreTask(key=r.key, record_hash=hashes[r.key], photo=np.asarray(photo),
-                                     map=m, boxes=bx, label=r.label, top5=t5, recipe=rec,
-                                     seed=seed, map_seconds=per)
-                    pending.append((pool.submit(score_photo, task) if pool is not None
-                                    else functools.partial(score_photo, task), r.path))
-                drain(max_pending)
-            drain(0)
+                for note in notes:
+                    warn(r.path, note)
+                items.append(r)
+                photos.append(photo)
+                boxes.append(kept)
+            if not items:
+                continue
+            for r, task in map_tasks(model, items, photos, boxes, rec, method, hashes, seed,
+                                     batch_size, fail):
+                pending.append((pool.submit(score_photo, task) if pool is not None
+                                else functools.partial(score_photo, task), r))
+            drain(max_pending)
+        drain(0)
     finally:
-        bar.close()
         torch.set_num_threads(threads)
         if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    summary = summarize(rows)
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary

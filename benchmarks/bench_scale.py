@@ -1,0 +1,111 @@
+"""Benchmark: photos/s of the localisation evaluation by backend (local, ray) and workers.
+
+Each configuration runs the whole ``run_localization`` (photo reading, maps, segmentation,
+scores, ``per_image.jsonl``) on the first N photos of imagenet-val-300 into a fresh folder, in
+this process, with the model already loaded. ``local/0`` is everything in this process;
+``local/N`` has N GrabCut worker processes (a threshold recipe never uses them); ``ray/N`` is
+the Ray Data pipeline with N model actors on a local Ray of this machine's cores, started
+before the clock (its start is printed apart), so its time includes the actors' start-up (each
+imports torch and receives the model) as the local workers' time includes theirs.
+
+    python benchmarks/bench_scale.py [--n 300] [--recipes paper,default]
+                                     [--configs local/0,local/1,local/2,ray/2] [--json out.json]
+
+Prints one table per recipe: seconds, photos/s, the ratio to the first configuration, and how
+many of its records (timings aside) equal the first configuration's. (With GrabCut a map that
+differs in its last bits, from another number of torch threads or another batch, can move a
+seed pixel and so a box: the threshold recipes agree exactly, GrabCut's nearly.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def records_of(path: Path) -> list[dict]:
+    """The lines of a per_image.jsonl, sorted by key, without their timings."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows),
+                  key=lambda r: r["key"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default=os.environ.get(
+        "DEEPINSIDE_DATA", str(REPO.parent / "shared/data/imagenet-val-300")))
+    ap.add_argument("--n", type=int, default=300, help="photos")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--recipes", default="paper,default")
+    ap.add_argument("--configs", default="local/0,local/1,local/2,ray/2",
+                    help="comma-separated backend/workers")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    args = ap.parse_args()
+
+    import torch
+
+    import deepinside
+    from deepinside.evaluate import read_dataset, run_localization
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    records, _ = read_dataset(args.dataset)
+    records = records[:args.n]
+    model = deepinside.load_model(args.model)
+    configs = [(c.split("/")[0], int(c.split("/")[1])) for c in args.configs.split(",")]
+    ray_start = None
+    if any(b == "ray" for b, _ in configs):
+        import ray
+
+        from deepinside.evaluate.ray_backend import OBJECT_STORE_BYTES
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES,
+                 include_dashboard=False, log_to_driver=False)
+        ray_start = time.perf_counter() - t0
+        print(f"ray.init: {ray_start:.1f} s (not counted below)", file=sys.stderr)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in args.recipes.split(","):
+            base = None
+            print(f"\n{recipe}, {len(records)} photos, {args.model}, {os.cpu_count()} CPUs, "
+                  f"batch {args.batch_size}")
+            print(f"{'config':<10} {'seconds':>8} {'photos/s':>9} {'x first':>10}  same    "
+                  "map s/photo  segment s/photo")
+            for backend, workers in configs:
+                out = Path(tmp) / f"{recipe}-{backend}-{workers}"
+                t0 = time.perf_counter()
+                s = run_localization(model, records, out, recipe=recipe, workers=workers,
+                                     batch_size=args.batch_size, show_progress=False,
+                                     backend=backend)
+                secs = time.perf_counter() - t0
+                rows = records_of(out / "per_image.jsonl")
+                if base is None:
+                    base = (secs, rows)
+                differ = sum(a != b for a, b in zip(rows, base[1])) + abs(len(rows) - len(base[1]))
+                same = f"{len(rows) - differ}/{len(rows)}"
+                row = {"recipe": recipe, "backend": backend, "workers": workers,
+                       "photos": len(records), "seconds": round(secs, 2),
+                       "photos_per_s": round(len(records) / secs, 3),
+                       "vs_first": round(base[0] / secs, 3), "records_as_first": same,
+                       "gt_known_loc_acc": s["gt_known_loc_acc"],
+                       "stage_seconds_per_photo": s["seconds_per_image"]}
+                results.append(row)
+                print(f"{backend + '/' + str(workers):<10} {secs:>8.1f} "
+                      f"{row['photos_per_s']:>9.2f} {row['vs_first']:>10.2f}  {same:<7} "
+                      f"{s['seconds_per_image']['map']:>11.3f}  "
+                      f"{s['seconds_per_image']['segment']:>15.3f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"ray_init_s": ray_start, "runs": results},
+                                              indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The Ray backend of the localisation runner: the same work as a streaming Ray Data pipeline.
+
+::
+
+    records (driver) -> decode + box check (CPU tasks) -> maps (a pool of model actors, batched,
+    one GPU each where there are GPUs) -> segmentation + scores (CPU tasks) -> lines (driver)
+
+The driver (:func:`.runner.run_localization`) keeps everything that makes a run safe: the lock
+on ``--out``, the config check, resume, and writing ``per_image.jsonl`` through its one
+:class:`.runner.RecordSink`. The stages run the very functions of the local backend
+(:func:`deepinside.images.open_photo`, :func:`.runner.fit_record_boxes`,
+:func:`.runner.map_tasks`, :func:`.scoring.score_photo`), so a deterministic recipe gives the
+same records. A photo that fails anywhere becomes a failure row that flows on to the driver.
+
+Rows travel as ``{"key": str, "item": bytes}`` (a pickled tuple), so photos and maps of any size
+and failures of any kind share one Arrow schema. Ray Data streams the blocks with backpressure:
+what is in flight is bounded by the actors' queues and the object store, not by the dataset.
+
+Resources: on a small machine Ray Data's defaults can starve a stage (a whole CPU per actor
+leaves none for the tasks that feed it, and the pipeline sits "backpressured"). So every stage
+asks for a fraction of a CPU (:data:`DECODE_CPUS`, :data:`ACTOR_CPUS`, :data:`SCORE_CPUS`); the
+actors take ``num_gpus=1`` instead where the cluster has GPUs. A local Ray started here gets the
+machine's cores and an object store of :data:`OBJECT_STORE_BYTES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .datasets import Record
+from .scoring import ImageResult, ScoreTask, score_photo
+
+__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "compare_ray",
+           "ray_session", "require_ray", "run_ray"]
+
+DECODE_CPUS = 0.25
+ACTOR_CPUS = 0.5
+SCORE_CPUS = 0.5
+OBJECT_STORE_BYTES = 512 * 1024**2
+
+RAY_MISSING = "the ray backend needs Ray: pip install 'deepinside[ray]'"
+
+
+def require_ray() -> None:
+    """Raise ``ImportError`` with the one line to fix it when Ray Data is not installed."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(RAY_MISSING) from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """Ray for the duration of a run: the one already initialised in this process, the
+    cluster at ``address`` (``"auto"``, ``"ray://host:10001"``), or else a local Ray on this
+    machine's cores (shut down at the end)."""
+    import ray
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the driver's bar says enough
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _pack(*item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _rows(keys: Sequence[str], items: Sequence[bytes]) -> dict:
+    return {"key": np.array(keys, dtype=object), "item": np.array(items, dtype=object)}
+
+
+def decode_batch(batch: dict) -> dict:
+    """Stage 1 (CPU task): read and decode each photo, clip its boxes to it.
+
+    In: ``("record", record, hash)``. Out: ``("photo", record, hash, uint8 array, boxes,
+    notes)`` or ``("failed", key, hash, reason, notes)``.
+    """
+    from ..images import ImageLoadError, open_photo
+    from .runner import fit_record_boxes
+
+    out = []
+    for raw in batch["item"]:
+        _, r, h = pickle.loads(raw)
+        try:
+            photo = open_photo(r.path)
+        except (ImageLoadError, TypeError, OSError) as e:
+            out.append(_pack("failed", r.key, h, str(e).removeprefix(f"{r.path}: "), []))
+            continue
+        boxes, notes, why = fit_record_boxes(r, photo)
+        out.append(_pack("failed", r.key, h, why, []) if why
+                   else _pack("photo", r, h, np.asarray(photo), boxes, notes))
+    return _rows(list(batch["key"]), out)
+
+
+class MapActor:
+    """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
+
+    In: stage 1's rows. Out: ``("task", ScoreTask, notes)`` or ``("failed", ...)``.
+    """
+
+    def __init__(self, model_ref: list, recipe, method: str, seed: int, batch_size: int,
+                 threads: int) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.model = ray.get(model_ref[0])
+        if torch.cuda.is_available() and ray.get_gpu_ids():
+            self.model.module.to("cuda")
+        self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        from PIL import Image
+
+        from .runner import map_tasks
+
+        keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
+        for key, raw in zip(batch["key"], batch["item"]):
+            item = pickle.loads(raw)
+            if item[0] != "photo":
+                keys.append(key)
+                out.append(raw)
+                continue
+            _, r, h, array, b, n = item
+            items.append(r)
+            photos.append(Image.fromarray(array))
+            boxes.append(b)
+            hashes[r.key], notes[r.key] = h, n
+
+        def fail(r: Record, reason: str) -> None:
+            keys.append(r.key)
+            out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
+
+        if items:
+            for r, task in map_tasks(self.model, items, photos, boxes, self.recipe,
+                                     self.method, hashes, self.seed, self.batch_size, fail):
+                keys.append(r.key)
+                out.append(_pack("task", task, notes[r.key]))
+        return _rows(keys, out)
+
+
+def score_batch(batch: dict) -> dict:
+    """Stage 3 (CPU task): segment and score each map (:func:`.scoring.score_photo`).
+
+    Out: ``("result", ImageResult, notes)`` or ``("failed", key, hash, reason, notes)``.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    out = []
+    for raw in batch["item"]:
+        item = pickle.loads(raw)
+        if item[0] != "task":
+            out.append(raw)
+            continue
+        task: ScoreTask = item[1]
+        try:
+            out.append(_pack("result", score_photo(task), item[2]))
+        except Exception as e:  # noqa: BLE001 - one photo must not stop the run
+            out.append(_pack("failed", task.key, task.record_hash,
+                             f"cannot segment its map: {e}", item[2]))
+    return _rows(list(batch["key"]), out)
+
+
+def _gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def _quiet_context():
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver's bar counts photos
+    ctx.enable_operator_progress_bars = False
+    ctx.execution_options.verbose_progress = False
+    ctx.enable_auto_log_stats = False
+    return ctx
+
+
+def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[str, str], *,
+                  workers: int, batch_size: int, seed: int):
+    """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated)."""
+    import ray
+    import ray.data
+
+    _quiet_context()
+    workers = max(1, workers)
+    gpus = _gpus()
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    model_ref = [ray.put(model)]  # in a list: the actors get the reference, and fetch it once
+    items = [_pack("record", r, hashes[r.key]) for r in todo]
+    ds = ray.data.from_items([{"key": r.key, "item": it} for r, it in zip(todo, items)],
+                             override_num_blocks=max(1, -(-len(todo) // batch_size)))
+    ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
+    actor_res = {"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}
+    ds = ds.map_batches(
+        MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+        fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
+                               "seed": seed, "batch_size": batch_size,
+                               "threads": max(1, cpus // (workers + 1)) if not gpus else 1},
+        **actor_res)
+    score_size = 1 if rec.segment == "grabcut" else batch_size
+    return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
+
+
+def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[str, str], *,
+            workers: int, batch_size: int, seed: int, warn: Callable[[object, str], None],
+            address: str | None = None) -> None:
+    """Evaluate ``todo`` through the Ray Data pipeline; every line goes to ``sink``."""
+    with ray_session(address):
+        ds = build_dataset(model, todo, rec, method, hashes, workers=workers,
+                           batch_size=batch_size, seed=seed)
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            for raw in batch["item"]:
+                item = pickle.loads(raw)
+                key = item[1].key if item[0] == "result" else item[1]
+                for note in item[-1]:
+                    warn(sink.paths.get(key, key), note)
+                if item[0] == "result":
+                    row: ImageResult = item[1]
+                    sink.result(row)
+                else:
+                    sink.failure(item[1], item[2], item[3])
+
+
+class CompareActor:
+    """``evaluate compare`` on a batch of records in a model actor: the local
+    :func:`.compare.compare_methods` on the batch; out, its sums per method and its failures.
+    """
+
+    def __init__(self, model_ref: list, methods: list[str], options: dict,
+                 threads: int) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.model = ray.get(model_ref[0])
+        if torch.cuda.is_available() and ray.get_gpu_ids():
+            self.model.module.to("cuda")
+        self.methods, self.options = methods, options
+
+    def __call__(self, batch: dict) -> dict:
+        from .compare import compare_methods
+
+        records = [pickle.loads(raw) for raw in batch["item"]]
+        failed: list[tuple[str, str]] = []
+        rows = compare_methods(self.model, records, self.methods, **self.options,
+                               on_failure=lambda p, why: failed.append((str(p), why)))
+        part = _pack("part", [(r.method, r.images, r.ms_per_image, dict(r._sums))
+                              for r in rows], failed, len(records))
+        return _rows([records[0].key if records else ""], [part])
+
+
+def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: int = 1,
+                address: str | None = None, on_batch: Callable[[int], None] | None = None,
+                on_failure: Callable[[object, str], None] | None = None, **options) -> list:
+    """:func:`.compare.compare_methods` over a pool of ``workers`` model actors: each batch of
+    records is scored in an actor, and the driver adds up the batches' sums (the same means as
+    one process, up to the order of floating-point sums). ``options``: those of
+    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...)."""
+    import ray
+    import ray.data
+
+    from .compare import MethodScores
+
+    batch_size = int(options.get("batch_size", 16))
+    scores = {m: MethodScores(m) for m in methods}
+    elapsed = dict.fromkeys(methods, 0.0)
+    with ray_session(address):
+        _quiet_context()
+        gpus = _gpus()
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, workers)
+        ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
+                                 override_num_blocks=max(1, -(-len(records) // batch_size)))
+        ds = ds.map_batches(
+            CompareActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"model_ref": [ray.put(model)], "methods": list(methods),
+                                   "options": options,
+                                   "threads": 1 if gpus else max(1, cpus // workers)},
+            **({"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}))
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            for raw in batch["item"]:
+                _, parts, failed, n = pickle.loads(raw)
+                for path, why in failed:
+                    if on_failure is not None:
+                        on_failure(path, why)
+                for name, images, ms, sums in parts:
+                    s = scores[name]
+                    for key, (total, count) in sums.items():  # sums and counts add up
+                        old_total, old_n = s._sums.get(key, (0.0, 0))
+                        s._sums[key] = (old_total + total, old_n + count)
+                        setattr(s, key, s._sums[key][0] / s._sums[key][1])
+                    if images:
+                        elapsed[name] += ms * images / 1000.0
+                        s.images += images
+                        s.ms_per_image = 1000.0 * elapsed[name] / s.images
+                if on_batch is not None:
+                    on_batch(n)
+    return [scores[m] for m in methods]
