@@ -75,10 +75,10 @@ _DEFAULTS: dict[str, dict] = {
         "jitter": 8,
     },
     "lucid": {
-        "steps": 128, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
-        "decay_power": 1.2, "shift": 32 / 224, "scale": (0.5, 1.5), "rotate": 20.0,
-        "color_jitter": 0.1, "noise": 0.02, "blur": 0.5, "rivals": "mean",
-        "octaves": ((1.0, 1.0),), "octave_input": True,
+        "steps": 160, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
+        "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
+        "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "logsumexp",
+        "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
     },
 }
 
@@ -470,6 +470,16 @@ def _band_mask(h: int, w: int, scale: float, device, dtype) -> Tensor:
     return ((fy <= lim) & (fx <= lim)).to(dtype)
 
 
+def _accepts(logits_of, size: tuple[int, int], dev, dt) -> bool:
+    """Whether the network takes inputs of ``size`` (a ViT with fixed patches does not)."""
+    try:
+        with torch.no_grad():
+            logits_of(torch.zeros((1, 3, *size), device=dev, dtype=dt))
+    except (RuntimeError, AssertionError, ValueError):
+        return False
+    return True
+
+
 def _run_lucid(logits_of, t, hw, o, g, noise_g, mean, std, dev, dt, snap_at, snaps, history,
                progress):
     """Lucid-style mode: Fourier + decorrelated colour, random transforms, octaves, Adam."""
@@ -484,15 +494,18 @@ def _run_lucid(logits_of, t, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sna
     other, tv, l2, rivals = float(o["other"]), float(o["tv"]), float(o["l2"]), o["rivals"]
     plan = _octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
+    inputs: dict[float, tuple[int, int]] = {}
     tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
     for step, octave in enumerate(plan):
         if octave not in masks:
             masks[octave] = scale * _band_mask(h, w, octave, dev, dt) if octave < 1 else scale
+            small = (max(8, round(h * octave)), max(8, round(w * octave)))
+            # the network sees the octave's size when it can (cheaper), else the full size
+            use = o["octave_input"] and small != hw and _accepts(logits_of, small, dev, dt)
+            inputs[octave] = small if use else hw
         img = fourier_image(spectrum, masks[octave], hw)
-        out = (max(8, round(h * octave)), max(8, round(w * octave)))
-        if not o["octave_input"]:
-            out = hw
-        batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=out, **tf)
+        batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=inputs[octave],
+                                 **tf)
         logits = logits_of((batch - mean) / std)
         s = _select(logits, tt)
         obj = (s - other * rival_score(logits, tt, rivals)).view(copies, n).mean(0)
