@@ -340,16 +340,16 @@ def test_rival_scores():
             rival_score(logits, t, bad)
 
 
-def test_octave_plan_spreads_the_steps():
-    from deepinside.classmodel import _octave_plan
+def testoctave_plan_spreads_the_steps():
+    from deepinside.classmodel import octave_plan
 
-    assert _octave_plan(10, ((0.5, 0.3), (1.0, 0.7))) == [0.5] * 3 + [1.0] * 7
-    assert _octave_plan(4, ((0.5, 1), (0.75, 1), (1.0, 2))) == [0.5, 0.75, 1.0, 1.0]
-    assert _octave_plan(1, ((0.5, 0.5), (1.0, 0.5))) == [1.0]  # the last octave always runs
+    assert octave_plan(10, ((0.5, 0.3), (1.0, 0.7))) == [0.5] * 3 + [1.0] * 7
+    assert octave_plan(4, ((0.5, 1), (0.75, 1), (1.0, 2))) == [0.5, 0.75, 1.0, 1.0]
+    assert octave_plan(1, ((0.5, 0.5), (1.0, 0.5))) == [1.0]  # the last octave always runs
     with pytest.raises(ValueError, match="octaves"):
-        _octave_plan(4, ((0.0, 1.0),))
+        octave_plan(4, ((0.0, 1.0),))
     with pytest.raises(ValueError, match="octaves"):
-        _octave_plan(4, ())
+        octave_plan(4, ())
 
 
 class _SizeRecorder(nn.Module):

@@ -54,6 +54,7 @@ __all__ = [
     "class_model",
     "fourier_image",
     "mode_defaults",
+    "octave_plan",
     "random_transform",
     "rival_score",
     "stretch",
@@ -448,8 +449,18 @@ def rival_score(logits: Tensor, t: Tensor, rivals: str | int = "mean") -> Tensor
     raise ValueError(f"rivals must be 'mean', 'logsumexp' or a positive int; got {rivals!r}")
 
 
-def _octave_plan(steps: int, octaves) -> list[float]:
-    """The scale of each step: octaves ``((scale, share), ...)`` spread over ``steps``."""
+def octave_plan(steps: int, octaves) -> list[float]:
+    """The octave (scale of the image's band and of the network's input) of each step.
+
+    Args:
+        steps: the number of steps.
+        octaves: ``((scale, share), ...)``: the steps are split in proportion to the shares, in
+            order; scales in (0, 1] (1: the whole image). DeepDream's octaves
+            (https://github.com/google/deepdream), coarse to fine.
+
+    Returns:
+        ``steps`` scales; the last step always belongs to the last octave.
+    """
     octaves = [(float(sc), float(sh)) for sc, sh in octaves]
     if not octaves or any(not 0 < sc <= 1 or sh < 0 for sc, sh in octaves):
         raise ValueError(f"octaves must be (scale in (0, 1], share >= 0) pairs; got {octaves}")
@@ -492,7 +503,7 @@ def _run_lucid(logits_of, t, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sna
     adam = _Adam(spectrum, float(o["lr"]))
     tt = t.repeat(copies)
     other, tv, l2, rivals = float(o["other"]), float(o["tv"]), float(o["l2"]), o["rivals"]
-    plan = _octave_plan(int(o["steps"]), o["octaves"])
+    plan = octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
     inputs: dict[float, tuple[int, int]] = {}
     tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
