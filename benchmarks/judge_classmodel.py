@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,9 +87,12 @@ def make(gen, recipe: str, classes: list[int], seed: int, extra: dict, out: Path
     """Generate, save as PNG, read back. Returns (photos, seconds, lite0 probs, steps)."""
     mode, opts = RECIPES[recipe]
     opts = {**opts, **extra}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = class_model(gen, classes, mode=mode, seed=seed, **opts)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # on a shared machine, near what an idle one would take
+    print(f"{recipe}: {seconds:.0f} s wall, {cpu:.0f} s CPU ({torch.get_num_threads()} threads)"
+          f", load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     photos = []
     for c, img in zip(classes, res.images):
