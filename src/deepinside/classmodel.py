@@ -78,7 +78,7 @@ _DEFAULTS: dict[str, dict] = {
     "lucid": {
         "steps": 160, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
         "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
-        "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "logsumexp",
+        "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
     },
 }
