@@ -20,10 +20,13 @@ Three modes, one batch of images for all classes at once:
 - ``"lucid"`` (default): a regularised render in the spirit of Lucid/Lucent (Olah et al.,
   "Feature Visualization", Distill 2017, https://distill.pub/2017/feature-visualization/):
   the image is parametrised by a decorrelated Fourier spectrum and a colour-decorrelated
-  basis, squashed to [0, 1] by a sigmoid; every step sees several randomly transformed copies
+  basis, squashed to [0, 1] by a sigmoid; optimised coarse to fine in octaves (as DeepDream,
+  https://github.com/google/deepdream: first an image band-limited to half resolution that the
+  network sees at half size, then three quarters, then the whole image), which makes images
+  that other networks also recognise; every step sees several randomly transformed copies
   (shift, scale, rotation, colour jitter, blur, noise: transformation robustness); the
-  objective is the class logit minus the mean of the other logits, with a mild total-variation
-  penalty; Adam.
+  objective is the class logit minus the mean of the other logits (or of its nearest rivals,
+  :func:`rival_score`), with a mild total-variation penalty; Adam.
 
 All randomness (initialisation and transforms) comes from generators seeded with ``seed``, so a
 run is reproducible on a given device. The caller's model is never changed: it runs in eval mode
@@ -293,9 +296,11 @@ def class_model(
         fast: run a private batch-norm-folded ``channels_last`` copy of the model.
         progress: called with 1 after each step (e.g. a tqdm bar's ``update``).
         **options: further options of the mode (see :func:`mode_defaults`), e.g. ``tv``,
-            ``other``, ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
-            ``color_jitter``, ``noise``, ``blur`` (lucid), ``decay``, ``blur_every``,
-            ``blur_sigma``, ``jitter`` (pixel).
+            ``other``, ``rivals`` (see :func:`rival_score`), ``octaves`` (``((scale, share),
+            ...)``, see :func:`octave_plan`; ``((1.0, 1.0),)``: none), ``octave_input`` (the
+            network sees each octave at its size, when it accepts that size), ``copies``,
+            ``decay_power``, ``shift``, ``scale``, ``rotate``, ``color_jitter``, ``noise``,
+            ``blur`` (lucid), ``decay``, ``blur_every``, ``blur_sigma``, ``jitter`` (pixel).
 
     Returns:
         A :class:`ClassModelResult`; ``images`` is ``Tensor[N, 3, H, W]`` in [0, 1].
