@@ -2,8 +2,10 @@
 
 The floor is one forward and one backward pass (gradient with respect to the input only) of the
 same batch through the same BN-folded ``channels_last`` copy of the model: the least any
-gradient-ascent step can cost. The lucid mode's batch is ``classes x copies`` transformed images,
-so its floor is that batch; the paper mode's is ``classes`` images. Target: within 1.15x.
+gradient-ascent step can cost. The lucid mode's batch is ``classes x copies`` transformed images
+at each octave's size (half, three quarters, then the whole image by default), so its floor is
+the sum over the steps of the floor at that step's size; the paper mode's is ``classes`` images
+at full size. Target: within 1.15x.
 
 Usage::
 
@@ -21,7 +23,7 @@ import time
 import torch
 
 import deepinside
-from deepinside.classmodel import class_model, mode_defaults
+from deepinside.classmodel import class_model, mode_defaults, octave_plan
 from deepinside.fastmodel import fast_copy
 
 CLASSES = [130, 1, 9, 250, 291, 543, 951, 945, 417, 980]
@@ -43,12 +45,18 @@ def floor(module, batch: int, size: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def per_step(clf, mode: str, steps: int, size: int) -> float:
-    """Median seconds between consecutive steps of one ``class_model`` run."""
+def step_times(clf, mode: str, steps: int, size: int) -> list[float]:
+    """Seconds of each step after the first of one ``class_model`` run (the first warms up)."""
     stamps: list[float] = []
     class_model(clf, CLASSES, mode=mode, steps=steps + 1, size=size,
                 progress=lambda _n: stamps.append(time.perf_counter()))
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def input_sizes(mode: str, steps: int, size: int) -> list[int]:
+    """The network's input size at each of the steps after the first."""
+    octaves = mode_defaults(mode).get("octaves", ((1.0, 1.0),))
+    return [max(8, round(size * sc)) for sc in octave_plan(steps + 1, octaves)][1:]
 
 
 def main(argv=None) -> int:
@@ -64,13 +72,16 @@ def main(argv=None) -> int:
     clf = deepinside.load_model(args.model)
     print(f"{args.model}, {len(CLASSES)} classes, {args.size} px, "
           f"{torch.get_num_threads()} threads")
-    print("| mode | batch | s/step | floor s | ratio |")
-    print("|---|---|---|---|---|")
+    print("| mode | batch | input sizes | s/run (steps after the first) | floor s | ratio |")
+    print("|---|---|---|---|---|---|")
     for mode in args.modes:
         batch = len(CLASSES) * int(mode_defaults(mode).get("copies", 1))
-        f = floor(clf.module, batch, args.size, args.steps)
-        s = per_step(clf, mode, args.steps, args.size)
-        print(f"| {mode} | {batch} | {s:.3f} | {f:.3f} | {s / f:.2f}x |", flush=True)
+        sizes = input_sizes(mode, args.steps, args.size)
+        floors = {sz: floor(clf.module, batch, sz, max(2, args.steps // 2)) for sz in set(sizes)}
+        run = sum(step_times(clf, mode, args.steps, args.size))
+        f = sum(floors[sz] for sz in sizes)
+        print(f"| {mode} | {batch} | {', '.join(str(k) for k in sorted(floors))} | {run:.3f} "
+              f"| {f:.3f} | {run / f:.2f}x |", flush=True)
     return 0
 
 

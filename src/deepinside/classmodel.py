@@ -20,10 +20,13 @@ Three modes, one batch of images for all classes at once:
 - ``"lucid"`` (default): a regularised render in the spirit of Lucid/Lucent (Olah et al.,
   "Feature Visualization", Distill 2017, https://distill.pub/2017/feature-visualization/):
   the image is parametrised by a decorrelated Fourier spectrum and a colour-decorrelated
-  basis, squashed to [0, 1] by a sigmoid; every step sees several randomly transformed copies
+  basis, squashed to [0, 1] by a sigmoid; optimised coarse to fine in octaves (as DeepDream,
+  https://github.com/google/deepdream: first an image band-limited to half resolution that the
+  network sees at half size, then three quarters, then the whole image), which makes images
+  that other networks also recognise; every step sees several randomly transformed copies
   (shift, scale, rotation, colour jitter, blur, noise: transformation robustness); the
-  objective is the class logit minus the mean of the other logits, with a mild total-variation
-  penalty; Adam.
+  objective is the class logit minus the mean of the other logits (or of its nearest rivals,
+  :func:`rival_score`), with a mild total-variation penalty; Adam.
 
 All randomness (initialisation and transforms) comes from generators seeded with ``seed``, so a
 run is reproducible on a given device. The caller's model is never changed: it runs in eval mode
@@ -54,7 +57,9 @@ __all__ = [
     "class_model",
     "fourier_image",
     "mode_defaults",
+    "octave_plan",
     "random_transform",
+    "rival_score",
     "stretch",
 ]
 
@@ -74,9 +79,10 @@ _DEFAULTS: dict[str, dict] = {
         "jitter": 8,
     },
     "lucid": {
-        "steps": 128, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
-        "decay_power": 1.2, "shift": 32 / 224, "scale": (0.5, 1.5), "rotate": 20.0,
-        "color_jitter": 0.1, "noise": 0.02, "blur": 0.5,
+        "steps": 160, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
+        "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
+        "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
+        "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
     },
 }
 
@@ -161,6 +167,7 @@ def random_transform(
     color_jitter: float = 0.1,
     noise: float = 0.02,
     blur: float = 0.5,
+    out_size: tuple[int, int] | None = None,
 ) -> Tensor:
     """Random shift, scale, rotation, colour jitter, blur and noise, drawn per image.
 
@@ -176,11 +183,14 @@ def random_transform(
         color_jitter: largest per-channel relative gain change and offset.
         noise: standard deviation of added Gaussian noise.
         blur: largest weight of a 3x3-ish Gaussian blur mixed into each image.
+        out_size: (H', W') of the result (default: the input's); the same transform, sampled
+            on a coarser or finer grid (an octave's network input).
 
     Returns:
-        ``Tensor[B, 3, H, W]``, differentiable with respect to ``x``.
+        ``Tensor[B, 3, H', W']``, differentiable with respect to ``x``.
     """
     b, c, h, w = x.shape
+    oh, ow = out_size if out_size is not None else (h, w)
     dev, dt = x.device, x.dtype
     s = torch.exp(_uniform(g, b, math.log(scale[0]), math.log(scale[1])))
     a = _uniform(g, b, -rotate, rotate) * (math.pi / 180)
@@ -193,7 +203,7 @@ def random_transform(
     theta = torch.stack(
         [torch.stack([cos, -sin * h / w, tx], 1), torch.stack([sin * w / h, cos, ty], 1)], 1
     ).to(device=dev, dtype=dt)
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    grid = F.affine_grid(theta, [b, c, oh, ow], align_corners=False)
     y = F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = y + 0.5
     if blur > 0:
@@ -286,9 +296,11 @@ def class_model(
         fast: run a private batch-norm-folded ``channels_last`` copy of the model.
         progress: called with 1 after each step (e.g. a tqdm bar's ``update``).
         **options: further options of the mode (see :func:`mode_defaults`), e.g. ``tv``,
-            ``other``, ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
-            ``color_jitter``, ``noise``, ``blur`` (lucid), ``decay``, ``blur_every``,
-            ``blur_sigma``, ``jitter`` (pixel).
+            ``other``, ``rivals`` (see :func:`rival_score`), ``octaves`` (``((scale, share),
+            ...)``, see :func:`octave_plan`; ``((1.0, 1.0),)``: none), ``octave_input`` (the
+            network sees each octave at its size, when it accepts that size), ``copies``,
+            ``decay_power``, ``shift``, ``scale``, ``rotate``, ``color_jitter``, ``noise``,
+            ``blur`` (lucid), ``decay``, ``blur_every``, ``blur_sigma``, ``jitter`` (pixel).
 
     Returns:
         A :class:`ClassModelResult`; ``images`` is ``Tensor[N, 3, H, W]`` in [0, 1].
@@ -419,9 +431,74 @@ class _Adam:
         self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
 
 
+def rival_score(logits: Tensor, t: Tensor, rivals: str | int = "mean") -> Tensor:
+    """The score of the other classes that the lucid objective subtracts: ``Tensor[B]``.
+
+    Args:
+        logits: ``Tensor[B, K]``.
+        t: ``Tensor[B]`` the class of each row.
+        rivals: ``"mean"``: the mean of the other K - 1 logits (every class pushed down a
+            little); ``"logsumexp"``: their log-sum-exp, a soft maximum, so that the class minus
+            it is the log-odds of the class against all others together (the gradient goes to
+            the nearest rivals, in proportion to their probability); an int ``k``: the mean of
+            the ``k`` highest other logits.
+    """
+    others = logits.scatter(1, t[:, None], float("-inf"))
+    if rivals == "mean":
+        return (logits.sum(1) - _select(logits, t)) / max(logits.shape[1] - 1, 1)
+    if rivals == "logsumexp":
+        return torch.logsumexp(others, 1)
+    if isinstance(rivals, int) and not isinstance(rivals, bool) and rivals >= 1:
+        k = min(rivals, logits.shape[1] - 1)
+        return others.topk(k, 1).values.mean(1) if k else torch.zeros_like(logits[:, 0])
+    raise ValueError(f"rivals must be 'mean', 'logsumexp' or a positive int; got {rivals!r}")
+
+
+def octave_plan(steps: int, octaves) -> list[float]:
+    """The octave (scale of the image's band and of the network's input) of each step.
+
+    Args:
+        steps: the number of steps.
+        octaves: ``((scale, share), ...)``: the steps are split in proportion to the shares, in
+            order; scales in (0, 1] (1: the whole image). DeepDream's octaves
+            (https://github.com/google/deepdream), coarse to fine.
+
+    Returns:
+        ``steps`` scales; the last step always belongs to the last octave.
+    """
+    octaves = [(float(sc), float(sh)) for sc, sh in octaves]
+    if not octaves or any(not 0 < sc <= 1 or sh < 0 for sc, sh in octaves):
+        raise ValueError(f"octaves must be (scale in (0, 1], share >= 0) pairs; got {octaves}")
+    total = sum(sh for _, sh in octaves) or 1.0
+    plan: list[float] = []
+    edge = 0.0
+    for sc, sh in octaves:
+        edge += sh / total
+        plan += [sc] * (round(edge * steps) - len(plan))
+    return plan + [octaves[-1][0]] * (steps - len(plan))
+
+
+def _band_mask(h: int, w: int, scale: float, device, dtype) -> Tensor:
+    """1 for the frequencies an image of ``scale`` times the size can hold, else 0."""
+    fy = torch.fft.fftfreq(h, device=device, dtype=dtype).abs()[:, None]
+    fx = torch.fft.rfftfreq(w, device=device, dtype=dtype)[None, :]
+    lim = 0.5 * scale + 1e-6
+    return ((fy <= lim) & (fx <= lim)).to(dtype)
+
+
+def _accepts(logits_of, size: tuple[int, int], dev, dt) -> bool:
+    """Whether the network takes inputs of ``size`` (a ViT with fixed patches does not)."""
+    try:
+        with torch.no_grad():
+            logits_of(torch.zeros((1, 3, *size), device=dev, dtype=dt))
+    except (RuntimeError, AssertionError, ValueError):
+        return False
+    return True
+
+
 def _run_lucid(logits_of, t, hw, o, g, noise_g, mean, std, dev, dt, snap_at, snaps, history,
                progress):
-    """Lucid-style mode: Fourier + decorrelated colour, random transforms, Adam."""
+    """Lucid-style mode: Fourier + decorrelated colour, random transforms, octaves, Adam."""
     n = t.numel()
     h, w = hw
     copies = int(o["copies"])
@@ -430,26 +507,33 @@ def _run_lucid(logits_of, t, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sna
     spectrum.requires_grad_(True)
     adam = _Adam(spectrum, float(o["lr"]))
     tt = t.repeat(copies)
-    other, tv, l2 = float(o["other"]), float(o["tv"]), float(o["l2"])
-    k = None
+    other, tv, l2, rivals = float(o["other"]), float(o["tv"]), float(o["l2"]), o["rivals"]
+    plan = octave_plan(int(o["steps"]), o["octaves"])
+    masks: dict[float, Tensor] = {}
+    inputs: dict[float, tuple[int, int]] = {}
     tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
-    for step in range(int(o["steps"])):
-        img = fourier_image(spectrum, scale, hw)
-        batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, **tf)
+    for step, octave in enumerate(plan):
+        if octave not in masks:
+            masks[octave] = scale * _band_mask(h, w, octave, dev, dt) if octave < 1 else scale
+            small = (max(8, round(h * octave)), max(8, round(w * octave)))
+            # the network sees the octave's size when it can (cheaper), else the full size
+            use = o["octave_input"] and small != hw and _accepts(logits_of, small, dev, dt)
+            inputs[octave] = small if use else hw
+        img = fourier_image(spectrum, masks[octave], hw)
+        batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=inputs[octave],
+                                 **tf)
         logits = logits_of((batch - mean) / std)
-        k = logits.shape[1]
         s = _select(logits, tt)
-        obj = s - other * (logits.sum(1) - s) / max(k - 1, 1)
-        obj = obj.view(copies, n).mean(0)
+        obj = (s - other * rival_score(logits, tt, rivals)).view(copies, n).mean(0)
         loss = -(obj - tv * _tv(img) * h - l2 * (img - 0.5).pow(2).mean(dim=(1, 2, 3))).sum()
         (grad,) = torch.autograd.grad(loss, spectrum)
         adam.step(grad)
         history.append(s.detach().view(copies, n).mean(0))
         if step + 1 in snap_at:
             with torch.no_grad():
-                snaps.append(fourier_image(spectrum, scale, hw).float().cpu())
+                snaps.append(fourier_image(spectrum, masks[octave], hw).float().cpu())
         if progress is not None:
             progress(1)
-    with torch.no_grad():
-        img = fourier_image(spectrum, scale, hw)
+    with torch.no_grad():  # the image of the last octave (the whole band when it is 1)
+        img = fourier_image(spectrum, masks[plan[-1]], hw)
     return (img - mean) / std, img
