@@ -37,15 +37,25 @@ def naive(module, x, t):
     return g.abs().amax(1)
 
 
-def make_variants(clf):
+AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def make_variants(clf, amp: str | None = None, compiled: bool = False):
+    """The variants by name; ``amp`` / ``compiled`` add the engine's opt-in options."""
     from captum.attr import Saliency
 
     sal = Saliency(clf.module)
-    return {
+    variants = {
         "naive": lambda x, t: naive(clf.module, x, t),
         "captum": lambda x, t: sal.attribute(x, target=t, abs=True).amax(1),
-        "deepinside": lambda x, t: deepinside.saliency(clf, x, t),
+        "deepinside": lambda x, t: deepinside.saliency(clf, x, t, compiled=False),
     }
+    if amp:
+        variants[f"di-{amp}"] = lambda x, t: deepinside.saliency(clf, x, t, amp=AMP[amp],
+                                                                 compiled=False)
+    if compiled:
+        variants["di-compiled"] = lambda x, t: deepinside.saliency(clf, x, t, compiled=True)
+    return variants
 
 
 def inputs(batch: int, seed: int = 0):
@@ -92,6 +102,10 @@ def main() -> None:
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--amp", choices=sorted(AMP), default=None,
+                    help="also time deepinside under autocast to this dtype")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time deepinside with compiled=True (torch.compile; slow start)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     if args.threads:
@@ -100,15 +114,17 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     clf = deepinside.load_model(args.model)
-    variants = make_variants(clf)
+    variants = make_variants(clf, args.amp, args.compile)
     before = fingerprint(clf.module)
     results = {}
     print(f"model {args.model}, CPU threads {torch.get_num_threads()}, torch {torch.__version__}")
     for batch in [int(b) for b in args.batches.split(",")]:
         x, t = inputs(batch)
         ref = variants["naive"](x, t)
-        for v in variants.values():  # warm-up (and builds deepinside's cached fast copy)
+        for k, v in variants.items():  # warm-up (builds the cached fast copy, compiles)
+            t0 = time.perf_counter()
             v(x, t)
+            print(f"first call of {k}: {time.perf_counter() - t0:.1f} s", flush=True)
         times = {k: [] for k in variants}
         for _ in range(args.runs):
             for k, v in variants.items():
@@ -123,13 +139,14 @@ def main() -> None:
             diff[k] = (float(rel.max()), float(rel.flatten().quantile(0.9999)))
         mem = {}
         if not args.no_memory:
-            mem = {k: peak_memory_child(args.model, k, batch) for k in variants}
+            mem = {k: peak_memory_child(args.model, k, batch) for k in variants
+                   if not k.startswith("di-")}
         results[batch] = {"ms": med, "diff": diff, "peak_mib": mem}
         print(f"\nbatch {batch} (median of {args.runs} interleaved rounds)")
         print(f"{'variant':12s} {'ms':>9s} {'x naive':>8s} {'max diff':>9s} {'p99.99':>8s}"
               f" {'peak MiB':>9s}")
         for k in variants:
-            pm = f"{mem[k]:9.0f}" if mem else f"{'-':>9s}"
+            pm = f"{mem[k]:9.0f}" if k in mem else f"{'-':>9s}"
             print(f"{k:12s} {med[k]:9.1f} {med[k] / med['naive']:8.2f} {diff[k][0]:9.2%}"
                   f" {diff[k][1]:8.3%} {pm}")
     after = fingerprint(clf.module)
