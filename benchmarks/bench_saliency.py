@@ -14,6 +14,31 @@ It also checks that the maps agree with the naive ones (largest difference, and 
 percentile of the difference, relative to each map's maximum), that the model is untouched, and
 measures the peak memory of each variant in a fresh child process (rise of the resident set
 high-water mark, VmHWM, during one call, after loading the model; Linux).
+
+``--amp bf16`` adds ``di-bf16`` (``saliency(..., amp=torch.bfloat16)``), ``--compile`` adds
+``di-compiled`` (``compiled=True``, ``torch.compile`` of the fast copy); the first call of each
+variant is timed too (it includes building the fast copy, or compiling).
+
+Results of issue #10 (torch 2.14.1, 2 CPU cores with AVX512-bf16, no AMX, shared with other
+jobs: load average 15-20 during these runs, so the milliseconds are inflated many times and
+only the interleaved ratios mean something), efficientnet_lite0, 224 x 224, batch 16:
+
+- before: deepinside 0.49x of naive (344 against 704 ms at load 0.7). The profile of the fast
+  copy (``torch.profiler``): convolutions forward 30% and backward 27%, ``aten::copy_`` 20%
+  (33 of its 48 calls a clone that autograd makes before each in-place ``ReLU6``), ReLU6
+  backward 8%, the padding of timm's ``Conv2dSame`` about 5%;
+- in-place activations run out of place in the fast copy (:mod:`deepinside.fastmodel`): 0.42x
+  and 0.46x against 0.49x for the in-place copy in two interleaved A/B runs (median of the
+  per-round ratios); this benchmark afterwards gave 0.52x at load 15. The goal, 0.35x, is
+  NOT reached;
+- ``amp=torch.bfloat16`` on the CPU: 0.35x to 0.43x, but the map moves: 99.99th percentile
+  difference 23% of the map's maximum, largest 55%, correlation 0.944; not exact, opt-in only;
+- ``compiled=True`` (inductor, ``dynamic=False``): first call 261 s, steady state 0.74x against
+  0.53x for eager in the same run: slower on this CPU, never worth it here; opt-in only;
+- splitting the batch into chunks of 8, 4, 2, 1: 0.86x, 1.04x, 2.1x, 3.4x (whole batch 0.46x).
+
+Command: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_saliency.py --batches 16 --runs 5
+--no-memory --amp bf16``.
 """
 
 from __future__ import annotations
