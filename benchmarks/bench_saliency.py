@@ -27,10 +27,13 @@ only the interleaved ratios mean something), efficientnet_lite0, 224 x 224, batc
   copy (``torch.profiler``): convolutions forward 30% and backward 27%, ``aten::copy_`` 20%
   (33 of its 48 calls a clone that autograd makes before each in-place ``ReLU6``), ReLU6
   backward 8%, the padding of timm's ``Conv2dSame`` about 5%;
-- in-place activations run out of place in the fast copy (:mod:`deepinside.fastmodel`): 0.42x
-  and 0.46x against 0.49x for the in-place copy in two interleaved A/B runs (median of the
-  per-round ratios); this benchmark afterwards gave 0.52x at load 15. The goal, 0.35x, is
-  NOT reached;
+- in-place activations run out of place in the fast copy (:mod:`deepinside.fastmodel`): in six
+  interleaved A/B runs in one process (median of the per-round ratios to naive), in-place
+  0.49, 0.49, 0.40, 0.52, 0.45, 0.52 against out-of-place 0.46, 0.42, 0.48, 0.48, 0.37, 0.46:
+  median 0.49x -> 0.46x, peak memory +5% (867 -> about 910 MiB). This benchmark afterwards gave
+  0.52x at load 15. The goal, 0.35x, is NOT reached;
+- glibc malloc kept from returning memory (``MALLOC_MMAP_MAX_=0``, a process setting, so
+  nothing the library may set): no difference visible in the noise;
 - ``amp=torch.bfloat16`` on the CPU: 0.35x to 0.43x, but the map moves: 99.99th percentile
   difference 23% of the map's maximum, largest 55%, correlation 0.944; not exact, opt-in only;
 - ``compiled=True`` (inductor, ``dynamic=False``): first call 261 s, steady state 0.74x against

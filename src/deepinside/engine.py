@@ -26,10 +26,12 @@ Two opt-in speed options of :func:`network`, :func:`forward_logits` and :func:`i
   ``torch.autocast`` on the input's device; logits and gradients come back in the input's
   dtype. Meant for GPUs. Half precision moves the map: on efficientnet_lite0 on the CPU with
   bf16 the map correlates about 0.94 with the float32 map (99.99th percentile difference about
-  20% of the map's maximum), outside the 1% that the exactness tests allow;
+  23% of the map's maximum), outside the 1% that the exactness tests allow. Not measured on a
+  GPU (float16 keeps three more mantissa bits than bfloat16);
 - ``compiled=True`` (or ``DEEPINSIDE_COMPILE=1``) runs the fast copy through ``torch.compile``,
   compiled once per copy and cached; if compiling or running the compiled copy fails, the
-  eager copy runs instead (a warning says so once). On the CPU of our benchmark it did not pay
+  eager copy runs instead (a warning says so once; a failure that only the compiled backward
+  raises is not caught). On the CPU of our benchmark it did not pay
   off: minutes of compile time and a slower steady state than eager (see
   ``benchmarks/bench_saliency.py``).
 

@@ -9,7 +9,8 @@ cannot make:
 - ``channels_last`` memory format, which oneDNN convolutions on the CPU prefer;
 - in-place activations (``ReLU6(inplace=True)``) run out of place: autograd must clone the
   input of an in-place activation whose backward needs it, which costs a copy per activation
-  (on efficientnet_lite0 at batch 16 on the CPU, about 8% of a saliency call).
+  (on efficientnet_lite0 at batch 16 on a loaded 2-core CPU, 0.46x instead of 0.49x of the
+  naive saliency time, median of six interleaved A/B runs; faster in five of them).
 
 The caller's module is never touched: the rewrites are made on a deep copy, cached per module,
 device and dtype, and rebuilt when a parameter or buffer of the original changes (in-place
@@ -185,9 +186,11 @@ def fold_batchnorm(net: nn.Module, probe: Tensor, rtol: float = 1e-3) -> nn.Modu
 def out_of_place(net: nn.Module, probe: Tensor, rtol: float = 1e-5) -> nn.Module:
     """Turn off the ``inplace`` flag of every submodule that has one, in place on ``net``.
 
-    In-place activations save no memory when the input gradient is wanted: autograd clones
-    their input first (``aten::clone`` under ``aten::hardtanh_`` in a profile). The rewrite is
-    undone if the output on ``probe`` changes (a module that relied on the aliasing).
+    In-place activations save little when the input gradient is wanted: autograd clones their
+    input first (``aten::clone`` under ``aten::hardtanh_`` in a profile). Out of place, the
+    peak memory of a saliency call on efficientnet_lite0 at batch 16 rises by about 5%
+    (867 to 905-917 MiB). The rewrite is undone if the output on ``probe`` changes (a module
+    that relied on the aliasing).
 
     Args:
         net: a private copy of a model (it is modified).
