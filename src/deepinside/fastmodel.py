@@ -6,7 +6,11 @@ cannot make:
 
 - batch normalisation in eval mode is an affine map, folded into the convolution before it;
 - weights that never need a gradient do not make autograd keep their inputs;
-- ``channels_last`` memory format, which oneDNN convolutions on the CPU prefer.
+- ``channels_last`` memory format, which oneDNN convolutions on the CPU prefer;
+- in-place activations (``ReLU6(inplace=True)``) run out of place: autograd must clone the
+  input of an in-place activation whose backward needs it, which costs a copy per activation
+  (on efficientnet_lite0 at batch 16 on a loaded 2-core CPU, 0.46x instead of 0.49x of the
+  naive saliency time, median of six interleaved A/B runs; faster in five of them).
 
 The caller's module is never touched: the rewrites are made on a deep copy, cached per module,
 device and dtype, and rebuilt when a parameter or buffer of the original changes (in-place
@@ -23,7 +27,7 @@ from collections import Counter
 import torch
 from torch import Tensor, nn
 
-__all__ = ["fast_copy", "fold_batchnorm", "has_hooks"]
+__all__ = ["fast_copy", "fold_batchnorm", "has_hooks", "out_of_place"]
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
@@ -86,6 +90,7 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
             dtype=torch.float32,
         ).to(device=example.device, dtype=example.dtype)
         net = fold_batchnorm(net, probe)
+        net = out_of_place(net, probe)
         net = net.to(memory_format=torch.channels_last)
     entries[key] = (fp, net)
     return net
@@ -175,6 +180,37 @@ def fold_batchnorm(net: nn.Module, probe: Tensor, rtol: float = 1e-3) -> nn.Modu
         return backup
     if float((out - reference).abs().max()) > tol:
         return backup
+    return net
+
+
+def out_of_place(net: nn.Module, probe: Tensor, rtol: float = 1e-5) -> nn.Module:
+    """Turn off the ``inplace`` flag of every submodule that has one, in place on ``net``.
+
+    In-place activations save little when the input gradient is wanted: autograd clones their
+    input first (``aten::clone`` under ``aten::hardtanh_`` in a profile). Out of place, the
+    peak memory of a saliency call on efficientnet_lite0 at batch 16 rises by about 5%
+    (867 to 905-917 MiB). The rewrite is undone if the output on ``probe`` changes (a module
+    that relied on the aliasing).
+
+    Args:
+        net: a private copy of a model (it is modified).
+        probe: an input ``Tensor[1, C, H, W]`` of the right shape.
+    """
+    flagged = [m for m in net.modules() if getattr(m, "inplace", None) is True]
+    if not flagged:
+        return net
+    with torch.no_grad():
+        reference = net(probe.clone())  # an in-place first layer would change the probe
+        for m in flagged:
+            m.inplace = False
+        out = net(probe.clone())
+    same = (isinstance(out, Tensor) and isinstance(reference, Tensor)
+            and out.shape == reference.shape
+            and float((out - reference).abs().max())
+            <= rtol * float(reference.abs().max()) + 1e-6)
+    if not same:
+        for m in flagged:
+            m.inplace = True
     return net
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from .engine import input_gradient
@@ -48,6 +49,8 @@ def saliency(
     *,
     reduce: Reduce = "max_abs",
     fast: bool = True,
+    amp: torch.dtype | None = None,
+    compiled: bool | None = None,
 ) -> Tensor:
     """The paper's image-specific class saliency map, for a whole batch at once.
 
@@ -64,6 +67,10 @@ def saliency(
         reduce: channel reduction; the paper's is ``"max_abs"``.
         fast: use the exact batch-norm-folded ``channels_last`` copy (see
             :func:`deepinside.engine.input_gradient`).
+        amp: ``torch.float16`` / ``torch.bfloat16``: autocast (for GPUs; the map moves by
+            more than float rounding, see :mod:`deepinside.engine`); ``None``: off.
+        compiled: run the fast copy through ``torch.compile``, eager if that fails (``None``
+            follows ``DEEPINSIDE_COMPILE``; on the CPU it did not pay off).
 
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, k, H, W]`` for ``"top<k>"``; the channels kept with
@@ -74,5 +81,5 @@ def saliency(
         >>> x = clf.preprocessing.to_tensor(photo)[None]       # doctest: +SKIP
         >>> m = deepinside.saliency(clf, x)                    # Tensor[1, 224, 224]
     """
-    grad, _, _ = input_gradient(model, images, target, fast=fast)
+    grad, _, _ = input_gradient(model, images, target, fast=fast, amp=amp, compiled=compiled)
     return reduce_channels(grad, reduce)
