@@ -431,11 +431,16 @@ def test_methods_command_lists_every_method_with_its_paper(capsys):
 
 
 @pytest.mark.slow
-def test_demo_figure_has_every_method(lite0, tmp_path):
+def test_demo_figure_has_every_method(lite0, tmp_path, monkeypatch):
     from PIL import Image
 
+    from deepinside.cli import methods as cli_methods
     from deepinside.cli.demo import DemoContext
     from deepinside.cli.methods import DEMO_METHODS, demo
+
+    monkeypatch.setattr(cli_methods, "DEMO_OPTIONS", {  # the figure, not the methods' cost
+        "rise": {"masks": 40}, "extremal_perturbation": {"iterations": 4},
+        "scorecam": {"layer": "blocks.1"}})
 
     photo = Image.new("RGB", (64, 48), (120, 80, 40))
     ctx = DemoContext(lite0, [("flat", photo)], tmp_path)

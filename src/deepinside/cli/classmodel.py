@@ -27,7 +27,7 @@ from .common import (
 __all__ = ["demo", "register"]
 
 DEMO_CLASSES = ("ostrich", "goldfish", "volcano", "balloon")
-DEMO_STEPS = 32
+DEMO_STEPS = 48  # about the fewest the lucid mode's octaves need
 
 
 def register(subparsers) -> None:

@@ -19,8 +19,8 @@ DEMO_METHODS = ("gradient", "deconvnet", "guided_backprop", "gradient_x_input", 
 SLOW_METHODS = ("scorecam", "rise", "extremal_perturbation")
 COMPARE_METHODS = tuple(m for m in DEMO_METHODS if m not in SLOW_METHODS)
 # The demo figure's lighter settings for the perturbation methods (a few seconds each on a CPU).
-DEMO_OPTIONS: dict[str, dict] = {"rise": {"masks": 1000},
-                                 "extremal_perturbation": {"iterations": 200}}
+DEMO_OPTIONS: dict[str, dict] = {"rise": {"masks": 500},
+                                 "extremal_perturbation": {"iterations": 100}}
 
 
 def register(subparsers) -> None:
@@ -71,7 +71,7 @@ def demo(ctx) -> list[Path]:
     path = save_figure([row_maps, row_overlays], ctx.out / "methods.png",
                        [titles, [f"{t}: {label}" for t in titles]])
     ctx.notes.append(f"methods.png: {name} explained by {len(DEMO_METHODS)} methods "
-                     f"(`deepinside methods` lists them; RISE with 1000 masks and extremal "
-                     f"perturbation with 200 steps)")
+                     f"(`deepinside methods` lists them; RISE with 500 masks and extremal "
+                     f"perturbation with 100 steps)")
     return [path]
 

@@ -112,7 +112,8 @@ def class_models(ctx: Context) -> dict:
     if ctx.quick:
         classes, names = classes[:4], names[:4]
     judges = _other_models(getattr(clf, "name", ""))
-    steps = {"paper": 40 if ctx.quick else 200, "lucid": 32 if ctx.quick else 128}
+    # lucid: its default (160); a quick report 48, about the fewest its octaves need
+    steps = {"paper": 40 if ctx.quick else 200, "lucid": 48 if ctx.quick else 160}
     out: dict = {"classes": [{"class": c, "name": n} for c, n in zip(classes, names)],
                  "judges": [j.name for j in judges], "modes": {}}
     for mode in ("paper", "lucid"):
