@@ -160,7 +160,8 @@ def _named_params(fn: Callable) -> set[str]:
 def _options(fn: Callable, fam: Family) -> tuple[dict, bool]:
     """Cheap options the method takes by name, and whether it runs one pass per channel."""
     params = _named_params(fn)
-    cheap = {"samples": 2, "steps": 2, "window": fam.size // 2, "stride": fam.size // 2}
+    cheap = {"samples": 2, "steps": 2, "window": fam.size // 2, "stride": fam.size // 2,
+             "masks": 16, "iterations": 3, "step": 2, "sigma": 4.0, "max_blur": 3.0}
     opts = {k: v for k, v in cheap.items() if k in params}
     per_channel = {"layer", "batch_size"} <= params
     if per_channel:
