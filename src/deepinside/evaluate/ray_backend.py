@@ -193,6 +193,9 @@ def _quiet_context():
     ctx.enable_operator_progress_bars = False
     ctx.execution_options.verbose_progress = False
     ctx.enable_auto_log_stats = False
+    detectors = getattr(ctx, "issue_detectors_config", None)  # Ray >= 2.50: its memory advice
+    if detectors is not None:  # repeats every 30 s on stderr; the actors' size is known here
+        detectors.detectors = []
     return ctx
 
 
