@@ -77,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        server.should_exit = True  # graceful: open requests finish
+        thread.join(timeout=10)
+        if thread.is_alive():  # a connection held open: stop without waiting for it
+            server.force_exit = True
+            thread.join(timeout=5)
     if failed or not server.started:
         reason = failed[0] if failed else "the server did not start (is the port in use?)"
         raise CLIError(f"cannot serve at {url}: {reason}")
