@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from procs import ctrl_c_stops
 from test_evaluate import synthetic_dataset, tiny
 
 from deepinside.evaluate.datasets import read_dataset
@@ -241,7 +242,8 @@ def test_random_interruptions_lose_and_double_nothing(tmp_path):
     kills = 0
     for attempt in range(12):
         proc = subprocess.Popen([sys.executable, "-c", FAULTY, str(ann), str(out), tests],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=ctrl_c_stops)
         time.sleep(rng.uniform(0.2, 0.7) * span)
         kids = _children(proc.pid)
         if proc.poll() is not None:

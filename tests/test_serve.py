@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from models import tiny_classifier
 from PIL import Image
+from procs import ctrl_c_stops
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -243,7 +244,7 @@ def test_the_command_starts_prints_its_url_and_stops_on_ctrl_c():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "deepinside", "serve", "--port", str(port)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_stops)
     try:
         line = proc.stderr.readline()
         assert f"at http://127.0.0.1:{port}/" in line, line
