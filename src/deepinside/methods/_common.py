@@ -13,7 +13,11 @@ from ..filters import gaussian_blur
 from ..models import Classifier
 from ..targets import ScoreFn, Target, resolve_targets
 
-__all__ = ["accepts", "baseline_images", "chunks", "targets_and_logits"]
+__all__ = ["Progress", "accepts", "baseline_images", "chunks", "one_target_per_image",
+           "targets_and_logits"]
+
+# ``progress(done, total)``: the many-pass methods report after each pass.
+Progress = Callable[[int, int], None]
 
 
 def targets_and_logits(
@@ -28,11 +32,19 @@ def targets_and_logits(
             pipeline repeats the images for top-k).
     """
     logits = forward_logits(model, images.detach(), fast=fast)  # checks the images
-    t = resolve_targets(target, logits, model)
+    return one_target_per_image(resolve_targets(target, logits, model)), logits
+
+
+def one_target_per_image(t: Tensor | ScoreFn, method: str = "this method") -> Tensor | ScoreFn:
+    """``t`` (resolved targets) unless it holds several per image (``"top<k>"``).
+
+    Raises:
+        ValueError: ``Tensor[B, k]`` targets; the photo pipeline repeats the images for top-k.
+    """
     if isinstance(t, Tensor) and t.dim() != 1:
-        raise ValueError("this method explains one target per image; for top-k use "
+        raise ValueError(f"{method} explains one target per image; for top-k use "
                          "deepinside.photo_maps (it repeats the images)")
-    return t, logits
+    return t
 
 
 def chunks(n: int, size: int | None) -> Iterator[slice]:

@@ -13,11 +13,10 @@ from ..layers import Layer, default_layer, find_layer, layer_layout, to_grid
 from ..models import Classifier
 from ..targets import Target, resolve_targets, target_scores
 from . import register_method
-from ._common import chunks
+from ._common import Progress, chunks, one_target_per_image
 
 __all__ = ["ablationcam"]
 
-Progress = Callable[[int, int], None]
 
 
 @register_method(
@@ -98,10 +97,7 @@ def ablationcam(
             if not seen:
                 raise ValueError(f"layer {name!r} did not run in the forward pass")
             act = seen[-1]
-            t = resolve_targets(target, logits, model)
-            if isinstance(t, Tensor) and t.dim() != 1:
-                raise ValueError("ablationcam explains one target per image; for top-k use "
-                                 "deepinside.photo_maps (it repeats the images)")
+            t = one_target_per_image(resolve_targets(target, logits, model), "ablationcam")
             last = layer_layout(module, act.shape, x.shape[-2:],
                                 module.get_submodule(name)) != "NCHW"
             weights = _ablation_weights(logits_of, x, act, last, t, logits, replace,

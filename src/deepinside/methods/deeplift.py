@@ -32,7 +32,7 @@ from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, resolve_targets, take, target_scores
 from . import register_method
-from ._common import baseline_images, chunks, targets_and_logits
+from ._common import baseline_images, chunks, one_target_per_image, targets_and_logits
 
 __all__ = ["deeplift", "rescale_rule"]
 
@@ -199,10 +199,8 @@ def _pair_scores(target: Target, model: Classifier | nn.Module) -> Callable[[Ten
 
     def scores(logits: Tensor) -> Tensor:
         h = logits.shape[0] // 2
-        t = resolve_targets(target, logits[:h].detach(), model)
-        if isinstance(t, Tensor) and t.dim() != 1:
-            raise ValueError("deeplift explains one target per image; for top-k use "
-                             "deepinside.photo_maps (it repeats the images)")
+        t = one_target_per_image(resolve_targets(target, logits[:h].detach(), model),
+                                 "deeplift")
         return torch.cat([target_scores(t, logits[:h]), target_scores(t, logits[h:])])
 
     return scores

@@ -27,7 +27,6 @@ TorchRay pads with zeros).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +37,7 @@ from ..filters import gaussian_blur
 from ..models import Classifier
 from ..targets import Target, take, target_scores
 from . import register_method
-from ._common import chunks, targets_and_logits
+from ._common import Progress, chunks, targets_and_logits
 
 __all__ = ["SmoothMask", "blur_pyramid", "extremal_perturbation"]
 
@@ -144,7 +143,7 @@ def extremal_perturbation(
     area_weight: float = 300.0,
     area_growth: float = 1.0035,
     batch_size: int | None = 4,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     fast: bool = True,
 ) -> Tensor:
     """The optimised mask of each image, ``Tensor[B, H, W]`` in [0, 1].

@@ -17,7 +17,6 @@ image with 4,000 masks needs memory for ``batch_size`` masked images only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ from ..engine import network
 from ..models import Classifier
 from ..targets import Target, take, target_scores
 from . import register_method
-from ._common import baseline_images, chunks, targets_and_logits
+from ._common import Progress, baseline_images, chunks, targets_and_logits
 
 __all__ = ["rise", "rise_masks"]
 
@@ -80,7 +79,7 @@ def rise(
     baseline: str | float | Tensor = "zero",
     batch_size: int | None = 64,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     fast: bool = True,
 ) -> Tensor:
     """``1 / (N p) sum_i f_c(x' + M_i (x - x')) M_i`` for each image of a batch.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,12 +11,11 @@ from ..images import resize_maps
 from ..models import Classifier
 from ..targets import Target, take, target_scores
 from . import register_method
-from ._common import chunks
+from ._common import Progress, chunks
 from .cam import Layer
 
 __all__ = ["scorecam"]
 
-Progress = Callable[[int, int], None]
 
 
 @register_method(
