@@ -198,7 +198,7 @@ def test_device_follows_the_model():
 
 
 def test_fourier_image_is_a_valid_image_and_low_frequencies_dominate():
-    from deepinside.classmodel import _freq_scale
+    from deepinside.classmodel.param import freq_scale as _freq_scale
 
     g = torch.Generator().manual_seed(0)
     spec = torch.randn(2, 3, 32, 17, 2, generator=g)
@@ -237,7 +237,7 @@ def test_random_transform_shift_moves_content():
 
 @pytest.mark.slow  # building a torch.optim optimiser imports the compiler stack (seconds)
 def test_adam_matches_torch_optim_adam():
-    from deepinside.classmodel import _Adam
+    from deepinside.classmodel.optim import Adam as _Adam
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 7, generator=g)

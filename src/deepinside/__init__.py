@@ -21,6 +21,9 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ClassModelResult": "classmodel",
     "class_model": "classmodel",
+    "Visualization": "classmodel",
+    "top_photos": "classmodel",
+    "visualize": "classmodel",
     "deletion_insertion": "evaluate.faithfulness",
     "randomization_test": "evaluate.faithfulness",
     "ImageLoadError": "images",

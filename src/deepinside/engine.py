@@ -15,9 +15,10 @@ this module, so what a call does to the model is decided once:
 - results follow the device and dtype of the inputs; the logits are checked (``Tensor[B, K]``).
 
 Functions: :func:`forward_logits` (no gradient), :func:`input_gradient` (one backward pass,
-dS/dI), :func:`capture_layer` (a layer's activations and dS/dA, for the CAM family), and
+dS/dI), :func:`capture_layer` (a layer's activations and dS/dA, for the CAM family),
 :func:`network`, the context the others are built on, for loops that call the network many
-times (class models).
+times (class models), and :func:`layer_network`, its twin that also hands over the outputs of
+chosen layers with their graph (feature visualisation of channels and neurons).
 
 Two opt-in speed options of :func:`network`, :func:`forward_logits` and :func:`input_gradient`
 (off by default; the defaults are exact up to float rounding):
@@ -44,7 +45,7 @@ import contextlib
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,7 @@ __all__ = [
     "eval_mode",
     "forward_logits",
     "input_gradient",
+    "layer_network",
     "module_of",
     "network",
 ]
@@ -439,3 +441,82 @@ def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:
     if default == name:
         return "pass layer= another layer with a spatial feature map"
     return f"pass layer= a layer with a spatial feature map, e.g. {default!r} (the default)"
+
+
+class _Enough(Exception):
+    """Raised by a hook once every wanted layer has run and the logits are not needed."""
+
+
+@contextlib.contextmanager
+def layer_network(
+    model: Classifier | nn.Module,
+    example: Tensor,
+    layers: Sequence[Layer],
+    *,
+    fast: bool = True,
+    logits: bool = True,
+) -> Iterator[Callable[[Tensor], tuple[Tensor | None, dict[str, Tensor]]]]:
+    """Within this block, ``f(x) -> (logits, {layer: Tensor[B, C, h, w]})`` with gradients.
+
+    As :func:`network`, and the outputs of ``layers`` as grids (:func:`~deepinside.layers.
+    to_grid`: tokens on the patch grid, channels-last maps permuted), still attached to the
+    graph, so that an objective on them can be differentiated with respect to ``x``. Hooks
+    are registered for the block and removed at its end. With ``logits=False`` the forward
+    pass stops as soon as every layer has run (the logits are ``None``): a shallow unit costs
+    a shallow pass.
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module``.
+        example: an input like those to come.
+        layers: names, glob patterns or submodules; the dict is keyed by them as given.
+        fast: the private folded copy when every layer's output is the same there.
+        logits: whether the logits are needed.
+
+    Raises:
+        ValueError: a layer matches nothing, or its output is not a spatial map of each image
+            (the message names it and why).
+    """
+    module = module_of(model)
+    with eval_mode(module):
+        names = {key: find_layer(module, key) for key in layers}
+        net = module
+        if fast and names:
+            nets = {_net_for_layer(module, n, example, fast) for n in names.values()}
+            net = nets.pop() if len(nets) == 1 else module
+        elif fast:
+            net = fast_copy(module, example) or module
+        wanted = set(names.values())
+        seen: dict[str, Tensor] = {}
+
+        def hook_for(name: str):
+            def hook(_m, _args, out):
+                if not isinstance(out, Tensor):
+                    raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a "
+                                     "tensor; name one of its submodules")
+                seen[name] = out
+                if not logits and wanted <= seen.keys():
+                    raise _Enough
+
+            return hook
+
+        handles = [net.get_submodule(n).register_forward_hook(hook_for(n)) for n in wanted]
+        try:
+
+            def run(x: Tensor) -> tuple[Tensor | None, dict[str, Tensor]]:
+                seen.clear()
+                xin = x if net is module else x.contiguous(memory_format=torch.channels_last)
+                out = None
+                with contextlib.suppress(_Enough):
+                    out = _check_logits(net(xin))
+                missing = wanted - seen.keys()
+                if missing:
+                    raise ValueError(f"layer {sorted(missing)[0]!r} did not run in the forward "
+                                     "pass")
+                grids = {key: to_grid(net, seen[n], layer=n, image_size=tuple(x.shape[-2:]),
+                                      batch=x.shape[0]) for key, n in names.items()}
+                return out, grids
+
+            yield run
+        finally:
+            for h in handles:
+                h.remove()

@@ -1,0 +1,61 @@
+"""Image parametrisations: a decorrelated Fourier spectrum with decorrelated colours.
+
+Lucid / Lucent (Olah et al. 2017, "Feature Visualization", https://distill.pub/2017/feature-
+visualization/; ``lucid/optvis/param/spatial.py`` and ``color.py``): the image is the inverse
+FFT of a spectrum scaled by ``1 / f^decay``, mixed by the square root of ImageNet's colour
+covariance and squashed to (0, 1) by a sigmoid. Gradient steps on the spectrum change the
+image's coarse structure as easily as its fine detail, which plain pixels do not.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["band_mask", "fourier_image", "freq_scale", "init_spectrum"]
+
+# Lucid's colour decorrelation: the square root of the ImageNet colour covariance (its SVD),
+# columns normalised by the largest column norm (lucid/optvis/param/color.py).
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+COLOR = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+
+
+def freq_scale(h: int, w: int, decay_power: float, device, dtype) -> Tensor:
+    """``Tensor[H, W // 2 + 1]``: the scale ``1 / f^decay_power`` of each frequency."""
+    fy = torch.fft.fftfreq(h, device=device, dtype=dtype)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device, dtype=dtype)[None, :]
+    freqs = torch.sqrt(fx * fx + fy * fy)
+    return 1.0 / freqs.clamp(min=1.0 / max(h, w)) ** decay_power
+
+
+def band_mask(h: int, w: int, scale: float, device, dtype) -> Tensor:
+    """``Tensor[H, W // 2 + 1]``: 1 for the frequencies an image ``scale`` times the size holds."""
+    fy = torch.fft.fftfreq(h, device=device, dtype=dtype).abs()[:, None]
+    fx = torch.fft.rfftfreq(w, device=device, dtype=dtype)[None, :]
+    lim = 0.5 * scale + 1e-6
+    return ((fy <= lim) & (fx <= lim)).to(dtype)
+
+
+def init_spectrum(n: int, size: tuple[int, int], g: torch.Generator, device, dtype,
+                  sd: float = 0.01) -> Tensor:
+    """A random spectrum ``Tensor[N, 3, H, W // 2 + 1, 2]`` (Lucid's ``sd=0.01``), from ``g``."""
+    h, w = size
+    return (sd * torch.randn((n, 3, h, w // 2 + 1, 2), generator=g)).to(device, dtype)
+
+
+def fourier_image(spectrum: Tensor, scale: Tensor, size: tuple[int, int]) -> Tensor:
+    """Decorrelated Fourier + colour parametrisation -> RGB in (0, 1).
+
+    Args:
+        spectrum: ``Tensor[N, 3, H, W // 2 + 1, 2]`` real and imaginary parts.
+        scale: ``Tensor[H, W // 2 + 1]`` per-frequency scale (1 / f^decay_power).
+        size: (H, W).
+
+    Returns:
+        ``Tensor[N, 3, H, W]`` with values in (0, 1).
+    """
+    spec = torch.view_as_complex(spectrum) * scale
+    x = torch.fft.irfft2(spec, s=size, norm="ortho") / 4.0  # Lucid's "magic" 4
+    color = COLOR.to(device=x.device, dtype=x.dtype)
+    x = torch.einsum("ij,njhw->nihw", color, x)
+    return torch.sigmoid(x)
