@@ -251,3 +251,43 @@ def test_top_photos_are_the_true_top_k_streamed(tmp_path):
         assert 0 <= x0 < x1 <= 16 and 0 <= y0 < y1 <= 16 and t.patch.shape[:2] == (y1 - y0,
                                                                                      x1 - x0)
     assert failed == [tmp_path / "broken.png"] and sum(done) == 15
+
+
+@pytest.mark.slow
+def test_cli_visualize_writes_images_top_photos_and_json(tmp_path, dev_data, capsys):
+    import json
+
+    import numpy as np
+
+    from deepinside.cli import main
+
+    root, records = dev_data
+    data = tmp_path / "data"
+    data.mkdir()
+    for r in records[:5]:
+        src = root / r["file"]
+        (data / src.name).write_bytes(src.read_bytes())
+    direction_file = tmp_path / "v.npy"
+    np.save(direction_file, np.eye(40, dtype=np.float32)[3])
+    out = tmp_path / "v"
+    base = ["visualize", "--steps", "2", "--size", "64", "--out", str(out)]
+    assert main([*base, "--unit", "blocks.2:3", "--dataset", str(data), "--top", "3"]) == 0
+    rec = json.loads((out / "unit.json").read_text())
+    assert rec["objective"] == "channel('blocks.2', 3)" and len(rec["values"]) == 1
+    values = [t["value"] for t in rec["top"]]
+    assert len(values) == 3 and values == sorted(values, reverse=True)
+    assert {"unit.png", "grid.png", "top.png", "top_1_patch.png", "top_3_saliency.png"} <= {
+        p.name for p in out.iterdir()}
+    assert main([*base, "--unit", "blocks.2:3"]) == 2  # no silent overwrite
+    # a direction along channel 3 is that channel: the same image
+    assert main([*base[:-1], str(tmp_path / "d"), "--layer", "blocks.2", "--direction",
+                 str(direction_file)]) == 0
+    d = json.loads((tmp_path / "d" / "unit.json").read_text())
+    assert abs(d["values"][0] - rec["values"][0]) < 1e-3 * abs(rec["values"][0]) + 1e-4
+    assert main([*base[:-1], str(tmp_path / "n"), "--neuron", "blocks.2:3:1:1",
+                 "--diversity", "2"]) == 0
+    assert {"unit_0.png", "unit_1.png"} <= {p.name for p in (tmp_path / "n").iterdir()}
+    capsys.readouterr()
+    assert main([*base, "--overwrite", "--unit", "blocks.99:3"]) == 2
+    assert "blocks" in capsys.readouterr().err
+    assert main([*base, "--overwrite", "--direction", str(direction_file), "--unit", "x:1"]) == 2
