@@ -155,6 +155,9 @@ def test_class_model_is_visualize_of_the_class_objective():
     b = visualize(clf, obj, steps=5, seed=3)
     torch.testing.assert_close(a.images, b.images)
     assert a.classes.tolist() == [0, 3]
+    two = class_model(clf, [0, 3], steps=3, seeds=2)  # the best of two starts per class
+    assert two.images.shape == (2, 3, 16, 16) and two.objective.shape == (3, 2)
+    assert not torch.equal(two.images[0], two.images[1])
 
 
 def test_a_unit_stops_the_forward_pass_at_its_layer():

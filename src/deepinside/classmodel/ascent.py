@@ -65,6 +65,7 @@ _DEFAULTS: dict[str, dict] = {
         "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
+        "seeds": 1,
     },
 }
 _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of the loop
@@ -264,8 +265,10 @@ def class_model(
             (``((scale, share), ...)``, see :func:`octave_plan`; ``((1.0, 1.0),)``: none),
             ``octave_input`` (the network sees each octave at its size, when it accepts that
             size), ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
-            ``color_jitter``, ``noise``, ``blur`` (lucid), ``decay``, ``blur_every``,
-            ``blur_sigma``, ``jitter`` (pixel).
+            ``color_jitter``, ``noise``, ``blur``, ``seeds`` (lucid: render each image from
+            that many random starts, in one batch, and keep the one whose objective is highest
+            on average over fresh random transforms; costs ``seeds`` times the steps),
+            ``decay``, ``blur_every``, ``blur_sigma``, ``jitter`` (pixel).
 
     Returns:
         A :class:`ClassModelResult`; ``images`` is ``Tensor[N, 3, H, W]`` in [0, 1].
@@ -317,6 +320,10 @@ def _render(model, objective: Objective, report: Objective, batch, mode, steps, 
     snaps: list[Tensor] = []
     history: list[Tensor] = []
     layers = tuple(dict.fromkeys((*objective.layers, *report.layers)))
+    seeds = int(opts.get("seeds", 1))
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    rendered = n * seeds
     need_logits = objective.logits or report.logits
 
     example = torch.zeros((1, 3, *hw), device=dev, dtype=dt)
@@ -331,13 +338,18 @@ def _render(model, objective: Objective, report: Objective, batch, mode, steps, 
                 raise ValueError(f"class out of range 0..{logits.shape[1] - 1}: "
                                  f"{check_classes}")
             index = torch.arange(x.shape[0], device=x.device) % n
-            acts = Activations(logits, grids, index, n)
+            acts = Activations(logits, grids, index, rendered)
             obj = objective(acts)
             return obj, (obj if report is objective else report(acts))
 
         run = _run_lucid if mode == "lucid" else _run_pixels
-        raw, pixels = run(score, net, n, hw, opts, g, noise_g, mean, std, dev, dt, snap_at,
-                          snaps, history, progress)
+        raw, pixels = run(score, net, rendered, hw, opts, g, noise_g, mean, std, dev, dt,
+                          snap_at, snaps, history, progress)
+        if seeds > 1:  # image i of seed s is row s * n + i; keep each image's best seed
+            best = _best_seeds(score, pixels, n, seeds, opts, seed, mean, std)
+            raw, pixels = raw[best], pixels[best]
+            history[:] = [h[best] for h in history]
+            snaps[:] = [sn[best.cpu()] for sn in snaps]
         with torch.no_grad():  # the objective of each final image, as returned
             values = score((pixels - mean) / std)[1]
     return Visualization(
@@ -349,6 +361,25 @@ def _render(model, objective: Objective, report: Objective, batch, mode, steps, 
         raw=raw.detach().float().cpu(),
         options=opts,
     )
+
+
+def _best_seeds(score, pixels: Tensor, n: int, seeds: int, o: dict, seed: int, mean: Tensor,
+                std: Tensor, probes: int = 8) -> Tensor:
+    """Rows of the best seed of each image: ``Tensor[n]``.
+
+    The rule does not look at which class or unit it is: each rendered image is scored by
+    the reported objective averaged over ``probes`` fresh random transforms (drawn as in the
+    ascent, from a generator seeded apart from it), and the seed with the highest mean wins:
+    the image that stays best under transformation, not the one that fits the last steps'
+    draws.
+    """
+    g = torch.Generator().manual_seed(seed + 7919)
+    noise_g = torch.Generator(device=pixels.device).manual_seed(seed + 7920)
+    tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
+    with torch.no_grad():
+        batch = random_transform(pixels.repeat(probes, 1, 1, 1), g, noise_g, **tf)
+        robust = score((batch - mean) / std)[1].view(probes, seeds, n).mean(0)
+    return robust.argmax(0) * n + torch.arange(n, device=robust.device)
 
 
 def _run_pixels(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, snaps, history,
