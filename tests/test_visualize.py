@@ -254,6 +254,11 @@ def test_top_photos_are_the_true_top_k_streamed(tmp_path):
         assert 0 <= x0 < x1 <= 16 and 0 <= y0 < y1 <= 16 and t.patch.shape[:2] == (y1 - y0,
                                                                                      x1 - x0)
     assert failed == [tmp_path / "broken.png"] and sum(done) == 15
+    # several units in one pass: each its own top-k (channel 1 is the constant green)
+    both = top_photos(clf, [channel("feat", 0), -channel("feat", 0)], paths, k=2, batch_size=5)
+    assert [t.item for t in both[0]] == [paths[i] for i in want[:2]]
+    assert [t.item for t in both[1]] == [paths[i] for i in sorted(range(14),
+                                                                  key=lambda i: reds[i])[:2]]
 
 
 @pytest.mark.slow

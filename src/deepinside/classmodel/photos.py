@@ -12,7 +12,7 @@ loaded again at the end for their patch and saliency.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,25 +28,39 @@ from .objectives import Activations, Objective
 __all__ = ["TopPhoto", "top_photos", "unit_gradient", "unit_values"]
 
 
-def _evaluate(model, objective: Objective, images: Tensor, grad: bool, fast: bool = True):
-    """(values ``Tensor[B]``, spatial map ``Tensor[B, h, w]`` or None, d values / d images)."""
+def _evaluate_all(model, objectives: Sequence[Objective], images: Tensor, grad: bool,
+                  fast: bool = True) -> list[tuple[Tensor, Tensor | None, Tensor | None]]:
+    """Per objective: (values ``Tensor[B]``, spatial map ``Tensor[B, h, w]`` or None,
+    d values / d images or None); one forward pass for all of them."""
     check_images(images)
-    if objective.images not in (None, 1):
-        raise ValueError(f"the objective is for {objective.images} images; a photo's value "
-                         "needs one objective for every photo")
+    for obj in objectives:
+        if obj.images not in (None, 1):
+            raise ValueError(f"{obj} is for {obj.images} images; a photo's value needs one "
+                             "objective for every photo")
     x = images.detach()
     b = x.shape[0]
-    with layer_network(model, x, objective.layers, fast=fast, logits=objective.logits) as net, \
+    layers = tuple(dict.fromkeys(n for obj in objectives for n in obj.layers))
+    logits = any(obj.logits for obj in objectives)
+    out = []
+    with layer_network(model, x, layers, fast=fast, logits=logits) as net, \
             torch.set_grad_enabled(grad):
         if grad:
             x = x.clone().requires_grad_(True)
-        logits, grids = net(x)
-        acts = Activations(logits, grids, torch.zeros(b, dtype=torch.long, device=x.device), 1)
-        values = objective(acts)
-        spatial = objective.spatial(acts)
-        g = torch.autograd.grad(values.sum(), x)[0] if grad else None
-    spatial = None if spatial is None else spatial.detach()
-    return values.detach(), spatial, g
+        lg, grids = net(x)
+        acts = Activations(lg, grids, torch.zeros(b, dtype=torch.long, device=x.device), 1)
+        for i, obj in enumerate(objectives):
+            values = obj(acts)
+            spatial = obj.spatial(acts)
+            g = None
+            if grad:
+                (g,) = torch.autograd.grad(values.sum(), x, retain_graph=i < len(objectives) - 1)
+            out.append((values.detach(), None if spatial is None else spatial.detach(), g))
+    return out
+
+
+def _evaluate(model, objective: Objective, images: Tensor, grad: bool, fast: bool = True):
+    """(values ``Tensor[B]``, spatial map ``Tensor[B, h, w]`` or None, d values / d images)."""
+    return _evaluate_all(model, [objective], images, grad, fast)[0]
 
 
 def unit_values(model: Classifier | nn.Module, objective: Objective, images: Tensor, *,
@@ -116,7 +130,7 @@ def _box(peak_map: Tensor, size: tuple[int, int], side: int) -> tuple[int, int, 
 
 def top_photos(
     model: Classifier,
-    objective: Objective,
+    objective: Objective | Sequence[Objective],
     photos: Iterable,
     k: int = 9,
     *,
@@ -124,12 +138,14 @@ def top_photos(
     on_failure: OnFailure | None = None,
     progress: Callable[[int], None] | None = None,
     fast: bool = True,
-) -> list[TopPhoto]:
+) -> list[TopPhoto] | list[list[TopPhoto]]:
     """The ``k`` photos with the highest objective, best first, with patch and saliency.
 
     Args:
         model: the classifier (its preprocessing: resize and centre crop, as for classifying).
-        objective: a unit (:mod:`deepinside.classmodel.objectives`), one for every photo.
+        objective: a unit (:mod:`deepinside.classmodel.objectives`), one for every photo; or a
+            list of units, searched in the same pass over the photos (one forward pass per
+            batch for all of them).
         photos: paths, PIL images or arrays (an iterator is consumed once, in batches).
         k: how many to keep.
         batch_size: photos per forward pass.
@@ -137,31 +153,42 @@ def top_photos(
         progress: called with the number of photos done after each batch.
 
     Returns:
-        Up to ``k`` :class:`TopPhoto`, highest value first (ties: the earlier photo first).
+        Up to ``k`` :class:`TopPhoto`, highest value first (ties: the earlier photo first);
+        for a list of units, one such list per unit.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a deepinside Objective, got {type(objective)}")
-    heap: list[tuple[float, int, object]] = []  # (value, -order, item): the k best
+    single = isinstance(objective, Objective)
+    objectives = [objective] if single else list(objective)
+    if not objectives or not all(isinstance(o, Objective) for o in objectives):
+        raise TypeError(f"objective must be a deepinside Objective (or a list of them), got "
+                        f"{type(objective).__name__}")
+    heaps: list[list[tuple[float, int, object]]] = [[] for _ in objectives]  # the k best
     order = 0
     for b in iter_photo_batches(photos, batch_size, on_failure):
         if b.photos:
             x = photos_to_batch(b.photos, model.preprocessing, crop=True)
-            values = unit_values(model, objective, x.to(model.device, model.dtype), fast=fast)
-            for item, v in zip(b.items, values.float().cpu().tolist()):
-                entry = (v, -order, item)
-                order += 1
-                if len(heap) < k:
-                    heapq.heappush(heap, entry)
-                else:
-                    heapq.heappushpop(heap, entry)
+            results = _evaluate_all(model, objectives, x.to(model.device, model.dtype),
+                                    grad=False, fast=fast)
+            for heap, (values, _, _) in zip(heaps, results):
+                for j, (item, v) in enumerate(zip(b.items, values.float().cpu().tolist())):
+                    entry = (v, -(order + j), item)  # (value, -order, item)
+                    if len(heap) < k:
+                        heapq.heappush(heap, entry)
+                    else:
+                        heapq.heappushpop(heap, entry)
+            order += len(b.items)
         if progress is not None:
             progress(len(b.photos) + b.failed)
-    best = sorted(heap, reverse=True)
-    if not best:
+    found = [_details(model, obj, [item for _, _, item in sorted(heap, reverse=True)], fast)
+             for obj, heap in zip(objectives, heaps)]
+    return found[0] if single else found
+
+
+def _details(model: Classifier, objective: Objective, items: list, fast: bool) -> list[TopPhoto]:
+    """The photos of ``items`` (loaded again) with their value, patch and saliency."""
+    if not items:
         return []
-    items = [item for _, _, item in best]
     loaded = [p for b in iter_photo_batches(items, len(items)) for p in b.photos]
     x = photos_to_batch(loaded, model.preprocessing, crop=True).to(model.device, model.dtype)
     values, spatial, grad = _evaluate(model, objective, x, grad=True, fast=fast)
