@@ -15,6 +15,7 @@ from deepinside.classmodel import (
     direction,
     diversity,
     layer,
+    mode_defaults,
     neuron,
     rival_logits,
     top_photos,
@@ -152,7 +153,9 @@ def test_class_model_is_visualize_of_the_class_objective():
     clf = Classifier(make_tiny(1), PRE, [f"c{i}" for i in range(5)])
     a = class_model(clf, [0, 3], steps=5, seed=3)
     obj = class_logit([0, 3]) - rival_logits([0, 3])
-    b = visualize(clf, obj, steps=5, seed=3)
+    opts = {k: v for k, v in mode_defaults("lucid").items() if k not in ("other", "rivals")}
+    b = visualize(clf, obj, **{**opts, "steps": 5}, seed=3)  # the class model's options
+    assert mode_defaults("lucid", units=True)["octaves"] == ((1.0, 1.0),)
     torch.testing.assert_close(a.images, b.images)
     assert a.classes.tolist() == [0, 3]
     two = class_model(clf, [0, 3], steps=3, seeds=2)  # the best of two starts per class

@@ -70,11 +70,27 @@ _DEFAULTS: dict[str, dict] = {
 }
 _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of the loop
 
+# visualize's lucid mode: Lucent's milder transformation robustness at full resolution
+# (``standard_transforms``: pad 12, jitter 8 and 4, scale 0.9-1.1, rotation 10 degrees), one
+# copy a step. The class model's strong transforms and octaves make class images that other
+# networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
+_UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "shift": 12 / 224, "scale": (0.9, 1.1),
+               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0}
 
-def mode_defaults(mode: str) -> dict:
-    """The default options of a mode (a copy): steps, step size ``lr``, ``l2``, and so on."""
+
+def mode_defaults(mode: str, units: bool = False) -> dict:
+    """The default options of a mode (a copy): steps, step size ``lr``, ``l2``, and so on.
+
+    Args:
+        mode: ``"lucid"``, ``"paper"`` or ``"pixel"``.
+        units: the defaults of :func:`visualize` (lucid: milder transforms, no octaves, one
+            copy a step) instead of those of :func:`class_model`.
+    """
     if mode not in _DEFAULTS:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if units and mode == "lucid":
+        return {k: v for k, v in {**_DEFAULTS[mode], **_UNIT_LUCID}.items()
+                if k not in _CLASS_ONLY}
     return dict(_DEFAULTS[mode])
 
 
@@ -157,8 +173,8 @@ def _snapshot_steps(steps: int, k: int) -> list[int]:
     return sorted({max(1, round(steps * (i + 1) / k)) for i in range(k)})
 
 
-def _options(mode: str, options: dict, steps, lr, l2, snapshots: int) -> dict:
-    opts = mode_defaults(mode)
+def _options(mode: str, options: dict, steps, lr, l2, snapshots: int, units: bool) -> dict:
+    opts = mode_defaults(mode, units)
     unknown = set(options) - set(opts)
     if unknown:
         raise TypeError(f"unknown options for mode {mode!r}: {', '.join(sorted(unknown))}")
@@ -202,8 +218,9 @@ def visualize(
         batch: how many images (default: as many as the objective's per-image arguments, else
             1); several images of one objective differ only with a diversity term.
         mode, steps, size, seed, snapshots, lr, l2, fast, progress, **options: as
-            :func:`class_model` (the options of :func:`mode_defaults` but ``other`` and
-            ``rivals``, which belong to the class objective).
+            :func:`class_model`; the defaults are ``mode_defaults(mode, units=True)`` (lucid:
+            Lucent's milder transforms at full resolution, one copy a step; ``other`` and
+            ``rivals`` belong to the class objective).
 
     Returns:
         A :class:`Visualization`; ``images`` is ``Tensor[N, 3, H, W]`` in [0, 1].
@@ -218,7 +235,7 @@ def visualize(
     if bad:
         raise TypeError(f"{', '.join(sorted(bad))}: options of class_model, not of visualize")
     return _render(model, objective, objective, batch, mode, steps, size, seed, snapshots, lr,
-                   l2, fast, progress, options)
+                   l2, fast, progress, options, units=True)
 
 
 def class_model(
@@ -293,12 +310,13 @@ def class_model(
 
 
 def _render(model, objective: Objective, report: Objective, batch, mode, steps, size, seed,
-            snapshots, lr, l2, fast, progress, options, check_classes=None) -> Visualization:
+            snapshots, lr, l2, fast, progress, options, check_classes=None,
+            units: bool = False) -> Visualization:
     """The loop shared by :func:`visualize` and :func:`class_model`."""
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a deepinside Objective (channel(...), "
                         f"class_logit(...), ...), got {type(objective).__name__}")
-    opts = _options(mode, options, steps, lr, l2, snapshots)
+    opts = _options(mode, options, steps, lr, l2, snapshots, units)
     n = batch if batch is not None else (objective.images or 1)
     if n < 1:
         raise ValueError(f"batch must be at least 1, got {n}")

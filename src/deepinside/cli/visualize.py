@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             Failures.say(item, why)
         if not paths:
             raise CLIError("--dataset: no photos found")
-    steps = args.steps or mode_defaults(args.mode)["steps"]
+    steps = args.steps or mode_defaults(args.mode, units=True)["steps"]
     t0 = time.perf_counter()
     try:
         with progress(steps, f"visualize ({args.mode})", unit="step") as bar:
