@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from models import ACTS, ORIGINAL_RELU, Scale, SmoothNet, ToyNet, activation, bounds
 from torch import nn
 
-from deepinside.engine import input_gradient
+from deepinside.engine import default_layer, input_gradient
 from deepinside.fastmodel import fast_copy, has_hooks
-from deepinside.layers import default_layer, find_layer
+from deepinside.layers import find_layer
 from deepinside.methods import get_method, list_methods
 from deepinside.methods.integrated_gradients import path_points
 from deepinside.methods.occlusion import window_starts
@@ -436,7 +436,8 @@ def test_demo_figure_has_every_method(lite0, tmp_path, monkeypatch):
 
     from deepinside.cli import methods as cli_methods
     from deepinside.cli.demo import DemoContext
-    from deepinside.cli.methods import DEMO_METHODS, demo
+    from deepinside.cli.methods import demo
+    from deepinside.methods import method_names
 
     monkeypatch.setattr(cli_methods, "DEMO_OPTIONS", {  # the figure, not the methods' cost
         "rise": {"masks": 40}, "extremal_perturbation": {"iterations": 4},
@@ -446,4 +447,4 @@ def test_demo_figure_has_every_method(lite0, tmp_path, monkeypatch):
     ctx = DemoContext(lite0, [("flat", photo)], tmp_path)
     [path] = demo(ctx)
     assert path.is_file() and path.stat().st_size > 0
-    assert set(DEMO_METHODS) == set(list_methods())
+    assert set(method_names()) == set(list_methods())

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from .fastmodel import fast_copy
-from .layers import Layer, default_layer, find_layer, to_grid
+from .layers import Layer, find_layer, last_feature_map, to_grid
 from .models import Classifier
 from .targets import ScoreFn, Target, resolve_targets, target_scores
 
@@ -287,6 +287,55 @@ def input_gradient(
     return grad, t, logits.detach()
 
 
+_DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def trace(module: nn.Module, images: Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """The layers of ``module`` and their output shapes on the first image of ``images``.
+
+    One forward pass of ``images[:1]`` in eval mode without gradients (flags restored); a
+    hook per named submodule, registered for this call, records ``(name, submodule, output
+    shape)`` in the order the forwards finish (a module that runs twice appears twice;
+    outputs that are not tensors are left out).
+    """
+    traced: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def hook(name: str):
+        def fn(m, _args, out):
+            if isinstance(out, Tensor):
+                traced.append((name, m, tuple(out.shape)))
+
+        return fn
+
+    try:
+        for name, m in module.named_modules():
+            if name:
+                handles.append(m.register_forward_hook(hook(name)))
+        with torch.no_grad(), eval_mode(module):
+            module(images[:1].detach())
+    finally:
+        for h in handles:
+            h.remove()
+    return traced
+
+
+def default_layer(module: nn.Module, images: Tensor) -> str:
+    """The last feature map of ``module`` on inputs like ``images``: its ``named_modules()`` name.
+
+    :func:`trace` read by :func:`deepinside.layers.last_feature_map` (see there for the rule);
+    cached per module and input shape.
+
+    Raises:
+        ValueError: the model has no layer with a spatial map.
+    """
+    key = tuple(images.shape[1:])
+    cache = _DEFAULTS.setdefault(module, {})
+    if key not in cache:
+        cache[key] = last_feature_map(module, trace(module, images), images.shape[-2:])
+    return cache[key]
+
+
 @dataclass
 class LayerCapture:
     """A layer's activations and the gradient of each image's class score with respect to them.
@@ -369,7 +418,7 @@ def capture_layer(
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
         images: ``Tensor[B, C, H, W]``.
         target: one class per example (see :mod:`deepinside.targets`; not ``"top<k>"``).
-        layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
+        layer: ``None`` (:func:`default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
 

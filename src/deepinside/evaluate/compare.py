@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..images import iter_photo_batches, photos_to_batch, resize_maps_to
+from ..images import iter_photo_batches, model_batch, resize_maps_to
 from ..localize import get_recipe, segment_map
 from ..methods import get_method
 from ..models import Classifier
@@ -129,8 +129,7 @@ def compare_methods(
     for batch in iter_photo_batches(records, batch_size, on_failure, source=lambda r: r.path):
         photos, items = batch.photos, batch.items
         if photos:
-            x = photos_to_batch(photos, model.preprocessing, crop=False)
-            x = x.to(model.device, model.dtype)
+            x = model_batch(model, photos, crop=False)
             labels = torch.tensor([r.label for r in items], device=x.device)
             for name, fn in fns.items():
                 if name not in warm:  # first call builds caches (fast copy, layer search)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..engine import check_images, module_of, network
-from ..images import resize_maps
-from ..layers import Layer, default_layer, find_layer, layer_layout, to_grid
+from ..engine import check_images, default_layer, module_of, network
+from ..layers import Layer, find_layer, layer_layout, to_grid
 from ..models import Classifier
 from ..targets import Target, resolve_targets, target_scores
-from . import register_method
 from ._common import Progress, chunks, one_target_per_image
+from ._registry import register_method
+from .cam import cam_tail
 
 __all__ = ["ablationcam"]
 
@@ -25,6 +25,7 @@ __all__ = ["ablationcam"]
     "Desai & Ramaswamy 2020, WACV, https://openaccess.thecvf.com/content_WACV_2020/papers/"
     "Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_"
     "Localization_WACV_2020_paper.pdf",
+    cost="moderate", order=150,
 )
 def ablationcam(
     model: Classifier | nn.Module,
@@ -106,10 +107,7 @@ def ablationcam(
             handle.remove()
     grid = to_grid(module, act, layer=name, image_size=x.shape[-2:], batch=x.shape[0])
     cam = (weights.to(grid.dtype)[:, :, None, None] * grid).sum(dim=1)
-    if relu:
-        cam = cam.clamp(min=0)
-    cam = cam.to(images.dtype)
-    return resize_maps(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return cam_tail(cam.to(images.dtype), images, relu, upsample_to_input)
 
 
 def _ablation_weights(

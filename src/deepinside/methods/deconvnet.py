@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from ..models import Classifier
 from ..saliency import Reduce
 from ..targets import Target
-from . import register_method
+from ._registry import register_method
 from .relu_rules import rule_map
 
 __all__ = ["deconvnet"]
@@ -18,6 +18,7 @@ __all__ = ["deconvnet"]
     "deconvnet reconstruction: backprop with ReLUs passing only positive signals, R*(R>0)",
     "Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901 (as a gradient: "
     "Simonyan et al. 2013, section 4)",
+    order=10, report="full",
 )
 def deconvnet(
     model: Classifier | nn.Module,

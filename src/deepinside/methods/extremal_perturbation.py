@@ -36,8 +36,8 @@ from ..engine import network
 from ..filters import gaussian_blur
 from ..models import Classifier
 from ..targets import Target, take, target_scores
-from . import register_method
 from ._common import Progress, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["SmoothMask", "blur_pyramid", "extremal_perturbation"]
 
@@ -124,6 +124,7 @@ def _perturb(pyramid: Tensor, mask: Tensor) -> Tensor:
     "extremal perturbation: the smooth mask of a fixed area whose preserved region keeps the "
     "class score highest under blur (optimised)",
     "Fong, Patrick & Vedaldi 2019, https://arxiv.org/abs/1910.08485",
+    cost="slow", order=180, demo={"iterations": 100},
 )
 def extremal_perturbation(
     model: Classifier | nn.Module,

@@ -23,8 +23,8 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import register_method
 from ._common import baseline_images, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["ShapDraws", "gradient_shap", "shap_draws"]
 
@@ -68,6 +68,7 @@ def shap_draws(samples: int, baselines: int, shape: tuple[int, ...], noise: floa
     "GradientSHAP: (x + e - x') times the gradient at a random point between a random "
     "baseline x' and the noisy input",
     "Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874",
+    cost="moderate", order=70,
 )
 def gradient_shap(
     model: Classifier | nn.Module,

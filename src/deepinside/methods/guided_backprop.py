@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from ..models import Classifier
 from ..saliency import Reduce
 from ..targets import Target
-from . import register_method
+from ._registry import register_method
 from .relu_rules import rule_map
 
 __all__ = ["guided_backprop"]
@@ -17,6 +17,7 @@ __all__ = ["guided_backprop"]
     "guided_backprop",
     "guided backprop: ReLUs pass the gradient where both input and signal are positive",
     "Springenberg et al. 2014, https://arxiv.org/abs/1412.6806",
+    order=20, report="quick",
 )
 def guided_backprop(
     model: Classifier | nn.Module,

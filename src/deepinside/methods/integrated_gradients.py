@@ -10,8 +10,8 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import register_method
 from ._common import baseline_images, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["integrated_gradients", "path_points"]
 
@@ -50,6 +50,7 @@ def path_points(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np
     "integrated_gradients",
     "Integrated Gradients: (x - x') times the gradient averaged along the path from x' to x",
     "Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365",
+    cost="moderate", order=50, report="full",
 )
 def integrated_gradients(
     model: Classifier | nn.Module,

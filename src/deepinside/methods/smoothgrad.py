@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import get_method, register_method
 from ._common import accepts, chunks, targets_and_logits
+from ._registry import get_method, register_method
 
 __all__ = ["smoothgrad"]
 
@@ -20,6 +20,7 @@ __all__ = ["smoothgrad"]
     "smoothgrad",
     "SmoothGrad: a gradient method averaged over Gaussian-noised copies of the input",
     "Smilkov et al. 2017, https://arxiv.org/abs/1706.03825",
+    cost="moderate", order=40, report="full",
 )
 def smoothgrad(
     model: Classifier | nn.Module,
