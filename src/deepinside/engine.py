@@ -59,11 +59,14 @@ __all__ = [
     "LayerCapture",
     "capture_layer",
     "check_images",
+    "default_layer",
     "eval_mode",
     "forward_logits",
     "input_gradient",
+    "layer_replaced",
     "module_of",
     "network",
+    "trace",
 ]
 
 
@@ -344,9 +347,11 @@ class LayerCapture:
         name: the layer's ``named_modules()`` name.
         activations: ``Tensor[B, C, h, w]`` (tokens laid on their grid without the prefix
             tokens, channels-last maps permuted: :func:`deepinside.layers.to_grid`).
-        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
+        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations (``None`` when captured
+            without gradients).
         targets: ``Tensor[B]`` classes (or the target callable).
         logits: ``Tensor[B, K]``.
+        output: the layer's output as the layer gave it (any layout), detached.
     """
 
     name: str
@@ -354,6 +359,7 @@ class LayerCapture:
     gradients: Tensor
     targets: Tensor | ScoreFn
     logits: Tensor
+    output: Tensor | None = None
 
 
 _SAME_LAYER: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -406,6 +412,7 @@ def capture_layer(
     *,
     layer: Layer = None,
     fast: bool = True,
+    gradients: bool = True,
 ) -> LayerCapture:
     """One forward and one backward pass (down to the layer only) for a batch.
 
@@ -421,6 +428,7 @@ def capture_layer(
         layer: ``None`` (:func:`default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+        gradients: ``False``: the forward pass only (``gradients`` is ``None``).
 
     Raises:
         ValueError: the layer cannot give a map (its output is not a spatial map of each
@@ -447,7 +455,7 @@ def capture_layer(
 
         handle = net.get_submodule(name).register_forward_hook(hook)
         try:
-            with torch.enable_grad():
+            with torch.set_grad_enabled(gradients):
                 logits = _check_logits(net(x))
                 if not leaves:
                     raise ValueError(f"layer {name!r} did not run in the forward pass")
@@ -457,14 +465,19 @@ def capture_layer(
                     raise ValueError("layer methods explain one target per image; for top-k "
                                      "use deepinside.photo_maps (it repeats the images)")
                 act = leaves[-1]
-                (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
+                if gradients:
+                    (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
         finally:
             handle.remove()
+    output = act.detach()
     grid = {"layer": name, "image_size": tuple(images.shape[-2:]), "batch": images.shape[0]}
     try:
-        act = to_grid(net, act.detach(), **grid)
+        act = to_grid(net, output, **grid)
     except ValueError as e:
         raise ValueError(f"{e}; {_layer_hint(module, x, name)}") from None
+    if not gradients:
+        return LayerCapture(name, act.contiguous().to(images.dtype), None,  # type: ignore[arg-type]
+                            t, logits.detach(), output)
     if grad is None:
         raise ValueError(f"the class scores do not depend on layer {name!r}")
     whole = grad
@@ -476,7 +489,45 @@ def capture_layer(
             f"{_layer_hint(module, x, name)}")
     act = act.contiguous().to(images.dtype)
     grad = grad.contiguous().to(images.dtype)
-    return LayerCapture(name, act, grad, t, logits.detach())
+    return LayerCapture(name, act, grad, t, logits.detach(), output)
+
+
+@contextlib.contextmanager
+def layer_replaced(
+    model: Classifier | nn.Module, example: Tensor, layer: str
+) -> Iterator[Callable[[Tensor, Tensor], Tensor]]:
+    """Within this block, ``logits(x, output) -> Tensor[n, K]``: the network on ``x`` with
+    ``layer``'s output replaced by ``output`` (``n`` rows: the part above the layer runs on
+    them, whatever the batch of ``x``).
+
+    The module itself runs (a forward hook on the caller's layer, registered for the block
+    and removed at its end), in eval mode, without gradients. For Ablation-CAM's passes.
+
+    Raises:
+        ValueError: the layer returns no tensor.
+    """
+    module = module_of(model)
+    replace: list[Tensor] = []
+
+    def hook(_m, _args, out):
+        if not isinstance(out, Tensor):
+            raise ValueError(f"layer {layer!r} returns {type(out).__name__}, not a tensor")
+        return replace[0] if replace else None
+
+    with network(model, example, fast=False) as logits_of, torch.no_grad():
+        handle = module.get_submodule(layer).register_forward_hook(hook)
+        try:
+
+            def logits(x: Tensor, output: Tensor) -> Tensor:
+                replace[:] = [output]
+                try:
+                    return logits_of(x)
+                finally:
+                    replace.clear()
+
+            yield logits
+        finally:
+            handle.remove()
 
 
 def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:
