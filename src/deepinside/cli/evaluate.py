@@ -79,10 +79,10 @@ def check_backend(args: argparse.Namespace) -> None:
         if args.ray_address:
             raise CLIError("--ray-address needs --backend ray")
         return
-    from ..evaluate.ray_backend import require_ray
+    from ..evaluate import get_backend
 
     try:
-        require_ray()
+        get_backend(args.backend).check()
     except ImportError as e:
         raise CLIError(str(e)) from None
 
