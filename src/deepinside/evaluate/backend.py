@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .stages import CompareSpec
+
 if TYPE_CHECKING:
     from ..localize import Recipe
     from .datasets import Record
@@ -51,20 +53,6 @@ class RunSpec:
     workers: int = 1
     warn: Callable[[object, str], None] = field(default=lambda path, note: None)
     pool: ProcessPoolExecutor | None = None
-    address: str | None = None
-
-
-@dataclass(frozen=True)
-class CompareSpec:
-    """The settings of a comparison of methods (see :func:`.compare.compare_methods`)."""
-
-    batch_size: int = 16
-    steps: int = 16
-    recipe: str = "gradcam-30"
-    smooth: float = 0.04
-    deletion: bool = True
-    randomization: bool = True
-    workers: int = 1
     address: str | None = None
 
 

@@ -20,13 +20,26 @@ from ..images import iter_photo_batches, model_batch, resize_maps_to
 from ..localize import Recipe, get_recipe, recipe_maps, segment_map
 from ..methods import get_method
 from ..models import Classifier
-from .backend import CompareSpec
 from .datasets import Record, label_problem
 from .faithfulness import deletion_insertion, randomization_test
 from .metrics import fit_boxes, gt_known_hit, map_peak, pointing_hit
 from .scoring import ScoreTask
 
-__all__ = ["MethodScores", "fit_record_boxes", "map_tasks", "score_methods"]
+__all__ = ["CompareSpec", "MethodScores", "fit_record_boxes", "map_tasks", "score_methods"]
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """The settings of a comparison of methods (see :func:`.compare.compare_methods`)."""
+
+    batch_size: int = 16
+    steps: int = 16
+    recipe: str = "gradcam-30"
+    smooth: float = 0.04
+    deletion: bool = True
+    randomization: bool = True
+    workers: int = 1
+    address: str | None = None
 
 
 def fit_record_boxes(record: Record, photo) -> tuple[list, list[str], str]:
