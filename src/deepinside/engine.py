@@ -356,7 +356,7 @@ class LayerCapture:
 
     name: str
     activations: Tensor
-    gradients: Tensor
+    gradients: Tensor | None
     targets: Tensor | ScoreFn
     logits: Tensor
     output: Tensor | None = None
@@ -464,7 +464,7 @@ def capture_layer(
                 if s.dim() != 1:
                     raise ValueError("layer methods explain one target per image; for top-k "
                                      "use deepinside.photo_maps (it repeats the images)")
-                act = leaves[-1]
+                act, grad = leaves[-1], None
                 if gradients:
                     (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
         finally:
@@ -475,21 +475,24 @@ def capture_layer(
         act = to_grid(net, output, **grid)
     except ValueError as e:
         raise ValueError(f"{e}; {_layer_hint(module, x, name)}") from None
-    if not gradients:
-        return LayerCapture(name, act.contiguous().to(images.dtype), None,  # type: ignore[arg-type]
-                            t, logits.detach(), output)
+    grad = _grid_gradient(net, module, x, name, grad, grid) if gradients else None
+    return LayerCapture(name, act.contiguous().to(images.dtype),
+                        grad.contiguous().to(images.dtype) if grad is not None else None,
+                        t, logits.detach(), output)
+
+
+def _grid_gradient(net: nn.Module, module: nn.Module, x: Tensor, name: str,
+                   grad: Tensor | None, grid: dict) -> Tensor:
+    """The layer's gradient on the grid; an error if the scores do not reach its map."""
     if grad is None:
         raise ValueError(f"the class scores do not depend on layer {name!r}")
-    whole = grad
-    grad = to_grid(net, grad, **grid)
-    if whole.dim() == 3 and bool((whole != 0).any()) and not bool((grad != 0).any()):
+    on_grid = to_grid(net, grad, **grid)
+    if grad.dim() == 3 and bool((grad != 0).any()) and not bool((on_grid != 0).any()):
         raise ValueError(
             f"the class scores depend on layer {name!r} only through its class (prefix) "
             f"tokens: the gradient on its patch tokens is zero, so its map would be empty; "
             f"{_layer_hint(module, x, name)}")
-    act = act.contiguous().to(images.dtype)
-    grad = grad.contiguous().to(images.dtype)
-    return LayerCapture(name, act, grad, t, logits.detach(), output)
+    return on_grid
 
 
 @contextlib.contextmanager

@@ -115,8 +115,7 @@ def run_localization(
             instead of starting ``workers`` new ones; the caller shuts them down). ``local``
             only.
         backend: ``"local"`` (this process and its workers) or ``"ray"`` (a Ray Data
-            pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``);
-            any backend registered in :mod:`.backend`.
+            pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``), or another.
         ray_address: ``ray`` only: a cluster to join (``"auto"``, ``"ray://host:10001"``);
             default: the Ray already initialised in this process, else a local one.
         retry_failed: evaluate again the photos that failed in an earlier run into ``out``.
