@@ -9,7 +9,7 @@ visualisation followed by the top photos' patches.
 Usage::
 
     python benchmarks/figure_units.py --dataset /work/shared/data/imagenet-val-300/images \\
-        --out docs/img/units_grid.png
+        --out docs/img/units_grid.jpg
 """
 
 from __future__ import annotations
