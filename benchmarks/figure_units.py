@@ -9,7 +9,7 @@ visualisation followed by the top photos' patches.
 Usage::
 
     python benchmarks/figure_units.py --dataset /work/shared/data/imagenet-val-300/images \\
-        --out docs/img/units_grid.jpg
+        --class-options --out docs/img/units_grid.jpg
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import deepinside
-from deepinside.classmodel import channel, top_photos, visualize
+from deepinside.classmodel import channel, mode_defaults, top_photos, visualize
 from deepinside.images import expand_inputs
 from deepinside.render import grid_image, save_png, uint8_images
 
@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--size", type=int, default=160, help="cell size in the figure")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--class-options", action="store_true",
+                    help="render with the class model's lucid options (strong transforms, "
+                         "octaves, two copies) instead of visualize's own")
     ap.add_argument("--out", default="units_grid.png")
     args = ap.parse_args(argv)
     if args.threads:
@@ -54,7 +57,10 @@ def main(argv=None) -> int:
     cells, labels = [], []
     for layer, ks in UNITS.items():
         t0 = time.perf_counter()
-        r = visualize(clf, channel(layer, ks), steps=args.steps)
+        opts = {}
+        if args.class_options:
+            opts = {k: v for k, v in mode_defaults("lucid").items() if k not in ("other", "rivals")}
+        r = visualize(clf, channel(layer, ks), **{**opts, "steps": args.steps})
         print(f"{layer}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         for k, img in zip(ks, uint8_images(r.images)):
             i = units.index((layer, k))
