@@ -36,10 +36,11 @@ _DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionar
 
 # Modules that pass a feature map on unchanged or resample it: never the default layer.
 _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-            nn.Softmax)
+            nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.Softmax)
 
-# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT.
-_ATTN_NORMS = ("norm1", "ln_1")
+# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT,
+# Hugging Face ViT, DeiT, BEiT, Swin.
+_ATTN_NORMS = ("norm1", "ln_1", "layernorm_before")
 
 _NEED = ("need Tensor[B, C, h, w], channels-last Tensor[B, h, w, C] or tokens Tensor[B, N, C] "
          "on the patch grid")
@@ -80,6 +81,9 @@ def _token_grids(net: nn.Module, image_size: Sequence[int] | None) -> list[tuple
     grid = getattr(pe, "grid_size", None)
     if isinstance(grid, Sequence) and len(grid) == 2:
         grids.append((int(grid[0]), int(grid[1])))
+    hf = getattr(getattr(net, "config", None), "patch_size", None)  # Hugging Face ViT, DeiT, BEiT
+    if image_size is not None and isinstance(hf, int) and hf > 0:
+        grids.append((image_size[0] // hf, image_size[1] // hf))
     return grids
 
 
@@ -96,8 +100,9 @@ def _prefix_and_grid(
         ValueError: no such grid.
     """
     own = getattr(net, "num_prefix_tokens", None)
-    prefixes = ([int(own)] if isinstance(own, int) and own >= 0 else []) + list(range(17))
-    for p in prefixes[:1] + [0]:
+    known = isinstance(own, int) and own >= 0
+    prefixes = ([int(own)] if known else []) + list(range(17))
+    for p in (prefixes[:1] + [0]) if known else prefixes:  # unknown prefix: the patch grid tells
         for h, w in _token_grids(net, image_size):
             if h * w == n - p and h * w > 1:
                 return p, h, w
@@ -202,7 +207,8 @@ def default_layer(module: nn.Module, images: Tensor) -> str:
 
     def hook(name):
         def fn(m, _args, out):
-            if isinstance(m, _SKIPPED) or not isinstance(out, Tensor) or out.shape[0] != 1:
+            if isinstance(m, _SKIPPED) or not isinstance(out, Tensor) or out.dim() < 3 or (
+                    out.shape[0] != 2):  # two images: a map of each (not a bias table)
                 return
             layout = _spatial(module, m, tuple(out.shape), size)
             if layout is not None:
@@ -217,7 +223,7 @@ def default_layer(module: nn.Module, images: Tensor) -> str:
             if name:
                 handles.append(m.register_forward_hook(hook(name)))
         with torch.no_grad(), eval_mode(module):
-            module(images[:1].detach())
+            module(images[:1].detach().expand(2, *images.shape[1:]))
     finally:
         for h in handles:
             h.remove()

@@ -80,8 +80,9 @@ def load_hf(spec: str, weights: str | None, num_classes: int | None = None) -> C
     if not local and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise ModelLoadError(f"hf:{spec}: no such folder (a hub id is <org>/<name>)")
     source = str(path) if local else spec
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # no "Some weights were not used" chatter on stdout
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # no "Some weights were not used" chatter
+    hf_logging.disable_progress_bar()  # nor a "Loading weights" bar per model
     try:
         try:
             model = AutoModelForImageClassification.from_pretrained(source,
@@ -104,6 +105,8 @@ def load_hf(spec: str, weights: str | None, num_classes: int | None = None) -> C
                                  "processor.save_pretrained(folder)") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     if weights is not None:
         load_strict(model, load_state_dict_file(weights), f"weights file {weights}")
     n = int(model.config.num_labels)

@@ -148,14 +148,18 @@ class Preprocessing:
 
 def _processor_size(processor: Any) -> tuple[int, int]:
     """(height, width) of what a Hugging Face image processor outputs."""
+    def get(d: Any, key: str) -> Any:
+        return d.get(key) if isinstance(d, Mapping) else getattr(d, key, None)
+
     def hw(d: Any) -> tuple[int, int] | None:
         if isinstance(d, int):
             return d, d
-        d = dict(d or {}) if not isinstance(d, Mapping) else d
-        if "height" in d and "width" in d:
-            return int(d["height"]), int(d["width"])
-        if "shortest_edge" in d:
-            return int(d["shortest_edge"]), int(d["shortest_edge"])
+        if d is None:
+            return None
+        if get(d, "height") and get(d, "width"):
+            return int(get(d, "height")), int(get(d, "width"))
+        if get(d, "shortest_edge"):
+            return int(get(d, "shortest_edge")), int(get(d, "shortest_edge"))
         return None
 
     crop = hw(getattr(processor, "crop_size", None)) if getattr(
