@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "input_gradient": "engine",
     "box_score": "targets",
     "class_score": "targets",
+    "parse_target": "targets",
     "region_score": "targets",
     "resolve_targets": "targets",
     "reduce_channels": "saliency",

@@ -222,6 +222,10 @@ def take(targets: Tensor | ScoreFn, index: Tensor) -> Tensor | ScoreFn:
 def class_score(classes: int | Sequence[int], weights: Sequence[float] | None = None) -> ScoreFn:
     """A target callable: the (weighted) sum of some classes' logits, for every example.
 
+    Multi-label (sigmoid) heads: an index is that label's logit, ``class_score([i, j])`` their
+    sum. A single-logit binary head: ``0`` is the positive class, ``class_score([0],
+    weights=[-1])`` the other one (the negated logit).
+
     Example:
         >>> dogs = class_score(range(151, 269))      # every dog breed of ImageNet at once
         >>> m = deepinside.saliency(clf, x, target=dogs)   # doctest: +SKIP
@@ -232,9 +236,12 @@ def class_score(classes: int | Sequence[int], weights: Sequence[float] | None = 
         raise ValueError("class_score needs at least one class and one weight per class")
 
     def score(logits: Tensor) -> Tensor:
+        logits = need_logits(logits, "class_score")
         i = torch.tensor(idx, device=logits.device)
         return (logits[:, i] * torch.tensor(w, device=logits.device, dtype=logits.dtype)).sum(1)
 
+    score.classes = idx  # type: ignore[attr-defined]  # for labels: which classes, how weighted
+    score.weights = w  # type: ignore[attr-defined]
     return score
 
 
