@@ -81,8 +81,9 @@ def test_a_factory_builds_the_model(head, capsys, tmp_path, monkeypatch):
         "import torch\n"
         "def build(num_classes=3):\n"
         "    torch.manual_seed(0)\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),\n"
-        "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))\n")
+        "    nn = torch.nn\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "n.txt").write_text("a\nb\n")
     rc, out, err = _run(capsys, "classify", head / "cat.png", "--model", "my_models:build",
