@@ -108,7 +108,7 @@ def train_head(root: Path, out: Path, seconds: float, n: int = 10) -> tuple[Path
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
     names_file.write_text("\n".join(names) + "\n")
     print(f"trained a {n}-class head on {len(x)} views of {len(photos)} photos: "
-          f"{time.perf_counter() - t0:.0f} s ({steps} steps, last loss {float(loss):.3f})")
+          f"{time.perf_counter() - t0:.0f} s ({steps} steps, last loss {float(loss.detach()):.3f})")
     return weights, names_file, [(root / r["file"], names[labels.index(r["label"])])
                                  for r in held]
 
