@@ -76,6 +76,24 @@ def test_every_bad_model_is_one_line(head, capsys, tmp_path):
         assert rc == 2 and words in err and err.strip().count("\n") == 0, err
 
 
+def test_a_model_without_class_logits_is_one_line(head, capsys, tmp_path, monkeypatch):
+    (tmp_path / "my_segmenters.py").write_text(
+        "import torch\n"
+        "class Seg(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(3, 2, 1)\n"
+        "    def forward(self, x):\n"
+        "        return {'out': self.conv(x)}\n"
+        "def build():\n"
+        "    return Seg()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc, _, err = _run(capsys, "saliency", head / "cat.png", "--model", "my_segmenters:build",
+                      "--out", tmp_path / "o")
+    assert rc == 2 and err.strip().count("\n") == 0
+    assert "returns Tensor[1, 2, 224, 224], not class logits Tensor[B, K]" in err
+
+
 def test_a_factory_builds_the_model(head, capsys, tmp_path, monkeypatch):
     (tmp_path / "my_models.py").write_text(
         "import torch\n"

@@ -18,6 +18,7 @@ __all__ = [
     "Failures",
     "add_model_args",
     "add_target_arg",
+    "check_logits",
     "claim_batch",
     "lookup",
     "model_from_args",
@@ -115,11 +116,38 @@ def model_from_args(args: argparse.Namespace):
     from ..models import ModelLoadError, load_model
 
     try:
-        return load_model(args.model, weights=args.weights, device=resolve_device(args.device),
-                          num_classes=getattr(args, "num_classes", None),
-                          class_names=getattr(args, "class_names", None))
+        clf = load_model(args.model, weights=args.weights, device=resolve_device(args.device),
+                         num_classes=getattr(args, "num_classes", None),
+                         class_names=getattr(args, "class_names", None))
     except ModelLoadError as e:
         raise CLIError(str(e)) from None
+    check_logits(clf, args.model, named=getattr(args, "class_names", None) is not None)
+    return clf
+
+
+def check_logits(clf, name: str, named: bool = True) -> None:
+    """One forward pass of a blank input: the model must run and return class logits (the
+    command line explains classes); otherwise one CLIError line that says what it returned.
+    A module whose head the defaults misnamed (``named`` False) gets ``class <i>`` names."""
+    import torch
+
+    from .. import forward_logits
+    from ..targets import describe_output, is_logits
+
+    x = torch.zeros((1, 3, *clf.preprocessing.input_size), device=clf.device, dtype=clf.dtype)
+    try:
+        out = forward_logits(clf, x)
+    except (ValueError, RuntimeError, TypeError) as e:
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"--model {name}: {line}") from None
+    if is_logits(out) and out.shape[1] != len(clf.class_names) and not named:
+        clf.class_names = [f"class {i}" for i in range(out.shape[1])]
+    if not is_logits(out) or out.shape[1] != len(clf.class_names):
+        what = (f"{out.shape[1]} class logits for {len(clf.class_names)} class names"
+                if is_logits(out) else f"{describe_output(out)}, not class logits Tensor[B, K]")
+        raise CLIError(f"--model {name} returns {what}; the command line explains classes (from "
+                       "Python, aim at any output with a target callable such as "
+                       "deepinside.region_score, or read logits with load_model(..., output=f))")
 
 
 def target_from_args(clf, text: str | None):
