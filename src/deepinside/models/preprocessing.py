@@ -7,9 +7,10 @@ is (``Preprocessing.from_processor``), so a model sees exactly the inputs it was
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -94,6 +95,16 @@ class Preprocessing:
             out = self.processor(images=self.resize(image, self.input_size), do_resize=False,
                                  do_center_crop=False, return_tensors="pt")
         return out["pixel_values"][0].float()
+
+    def to_dict(self) -> dict:
+        """The fields as JSON-able values (a processor as its own JSON configuration), for
+        records of a run (``config.json``)."""
+        out: dict = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "processor"}
+        if self.processor is not None:
+            to_json = getattr(self.processor, "to_json_string", None)
+            out["processor"] = json.loads(to_json()) if callable(to_json) else repr(
+                self.processor)
+        return out
 
     def normalize(self, x: Tensor) -> Tensor:
         """Pixels in [0, 1], ``Tensor[..., 3, H, W]`` -> network input space."""
