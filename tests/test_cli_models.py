@@ -76,35 +76,37 @@ def test_every_bad_model_is_one_line(head, capsys, tmp_path):
         assert rc == 2 and words in err and err.strip().count("\n") == 0, err
 
 
-def test_a_model_without_class_logits_is_one_line(head, capsys, tmp_path, monkeypatch):
-    (tmp_path / "my_segmenters.py").write_text(
-        "import torch\n"
-        "class Seg(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.conv = torch.nn.Conv2d(3, 2, 1)\n"
-        "    def forward(self, x):\n"
-        "        return {'out': self.conv(x)}\n"
-        "def build():\n"
-        "    return Seg()\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    rc, _, err = _run(capsys, "saliency", head / "cat.png", "--model", "my_segmenters:build",
-                      "--out", tmp_path / "o")
-    assert rc == 2 and err.strip().count("\n") == 0
-    assert "returns Tensor[1, 2, 224, 224], not class logits Tensor[B, K]" in err
+FACTORIES = """
+import torch
+nn = torch.nn
 
 
-def test_a_factory_builds_the_model(head, capsys, tmp_path, monkeypatch):
-    (tmp_path / "my_models.py").write_text(
-        "import torch\n"
-        "def build(num_classes=3):\n"
-        "    torch.manual_seed(0)\n"
-        "    nn = torch.nn\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
-        "                         nn.Flatten(), nn.Linear(4, num_classes))\n")
+def build(num_classes=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, num_classes))
+
+
+class Seg(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return {"out": self.conv(x)}
+"""
+
+
+def test_a_factory_builds_the_model_and_one_without_logits_is_one_line(head, capsys, tmp_path,
+                                                                       monkeypatch):
+    (tmp_path / "my_models.py").write_text(FACTORIES)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "n.txt").write_text("a\nb\n")
     rc, out, err = _run(capsys, "classify", head / "cat.png", "--model", "my_models:build",
                         "--num-classes", "2", "--class-names", tmp_path / "n.txt", "--json")
     assert rc == 0, err
     assert {t["name"] for t in json.loads(out)[0]["top"]} == {"a", "b"}
+    rc, _, err = _run(capsys, "saliency", head / "cat.png", "--model", "my_models:Seg",
+                      "--out", tmp_path / "o")
+    assert rc == 2 and err.strip().count("\n") == 0
+    assert "returns Tensor[1, 2, 224, 224], not class logits Tensor[B, K]" in err
