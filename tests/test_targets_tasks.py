@@ -151,3 +151,35 @@ def test_parse_target_reads_the_command_lines_text():
                        ("hen, zebra", "unknown class 'zebra'")):
         with pytest.raises(ValueError, match=match):
             parse_target(bad, clf)
+
+
+def test_any_output_is_read_once_and_the_fast_copy_never_trips_on_it():
+    """Batch-norm networks returning a mapping with a string in it, or a tuple with a list: the
+    logits are read (``logits``, the first tensor) and the fast copy checks such an output (or
+    falls back to the module) instead of crashing."""
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_tiny()
+
+        def forward(self, x):
+            return {"logits": self.net(x), "note": "a string beside the logits"}
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_tiny()
+
+        def forward(self, x):
+            return (self.net(x), [self.net(x) * 2])
+
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    for model in (Odd(), Pair()):
+        exact = deepinside.forward_logits(model, x, fast=False)
+        assert exact.shape == (2, 5)
+        torch.testing.assert_close(deepinside.forward_logits(model, x), exact, rtol=1e-4,
+                                   atol=1e-5)
+        torch.testing.assert_close(deepinside.saliency(model, x),
+                                   deepinside.saliency(model, x, fast=False), rtol=1e-3,
+                                   atol=1e-5)
