@@ -122,6 +122,10 @@ def test_hf_errors_are_one_line(tmp_path, folders):
     with pytest.raises(deepinside.ModelLoadError, match="is not an image classifier") as e:
         deepinside.load_model(f"hf:{bert}")
     assert "\n" not in str(e.value)
+    bare = tmp_path / "bare"
+    build("resnet")[0].save_pretrained(bare)  # the model without its processor
+    with pytest.raises(deepinside.ModelLoadError, match="has no usable image processor"):
+        deepinside.load_model(f"hf:{bare}")
     with pytest.raises(deepinside.ModelLoadError, match="--num-classes 5 does not match"):
         deepinside.load_model(f"hf:{folders['resnet']}", num_classes=5)
 
