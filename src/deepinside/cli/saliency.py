@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from torch import Tensor
 
-    from ..images import photo_maps
     from ..methods import get_method
+    from ..photomaps import photo_maps
     from ..render import heatmap, label_image, overlay, save_png
     from ..targets import is_top_k
 

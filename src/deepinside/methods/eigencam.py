@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..engine import capture_layer
-from ..images import resize_maps
 from ..models import Classifier
 from ..targets import Target
-from . import register_method
-from .cam import Layer
+from ._registry import register_method
+from .cam import Layer, LayerCapture, weighted_cam
 
 __all__ = ["eigencam", "orientation", "principal_projection"]
 
@@ -19,6 +17,7 @@ __all__ = ["eigencam", "orientation", "principal_projection"]
     "eigencam",
     "Eigen-CAM: a layer's activations projected on their first principal component",
     "Muhammad & Yeasin 2020, https://arxiv.org/abs/2008.00299",
+    order=130,
 )
 def eigencam(
     model: Classifier | nn.Module,
@@ -48,11 +47,12 @@ def eigencam(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
     """
-    cap = capture_layer(model, images, target, layer=layer, fast=fast)
-    cam = principal_projection(cap.activations)
-    if relu:
-        cam = cam.clamp(min=0)
-    return resize_maps(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return weighted_cam(model, images, target, combine=_projection, layer=layer, relu=relu,
+                        upsample_to_input=upsample_to_input, fast=fast)
+
+
+def _projection(cap: LayerCapture, _weights: None) -> Tensor:
+    return principal_projection(cap.activations)
 
 
 def principal_projection(activations: Tensor) -> Tensor:
