@@ -13,7 +13,7 @@ from hf_models import FAMILIES, build, family, save
 from test_model_families import _assert_unchanged, _options, _same_up_to_rounding, _snapshot
 
 import deepinside
-from deepinside.layers import default_layer
+from deepinside.engine import default_layer
 from deepinside.methods import get_method, list_methods
 
 transformers = pytest.importorskip("transformers")
