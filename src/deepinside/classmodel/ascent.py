@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..engine import layer_network, module_of
 from ..filters import gaussian_blur
 from ..models import Classifier, Preprocessing
-from ..targets import class_indices
+from ..targets import class_indices, need_logits
 from .objectives import Activations, Objective, class_logit, rival_logits
 from .optim import Adam
 from .param import band_mask, fourier_image, freq_scale, init_spectrum
@@ -342,15 +342,18 @@ def _render(model, objective: Objective, report: Objective, batch, mode, steps, 
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     rendered = n * seeds
-    need_logits = objective.logits or report.logits
+    need_logits_ = objective.logits or report.logits
 
     example = torch.zeros((1, 3, *hw), device=dev, dtype=dt)
-    with layer_network(model, example, layers, fast=fast, logits=need_logits) as net, \
+    with layer_network(model, example, layers, fast=fast, logits=need_logits_) as net, \
             torch.enable_grad():
 
         def score(x: Tensor) -> tuple[Tensor, Tensor]:
             """(objective, reported objective), each ``Tensor[B]``, of a batch of copies."""
             logits, grids = net(x)
+            if need_logits_:
+                logits = need_logits(logits, "a class model" if check_classes is not None
+                                     else f"the objective {objective}")
             if check_classes is not None and (max(check_classes) >= logits.shape[1]
                                               or min(check_classes) < 0):
                 raise ValueError(f"class out of range 0..{logits.shape[1] - 1}: "

@@ -23,6 +23,7 @@ from ..engine import check_images, layer_network
 from ..filters import gaussian_blur
 from ..images import OnFailure, iter_photo_batches, photos_to_batch
 from ..models import Classifier
+from ..targets import need_logits
 from .objectives import Activations, Objective
 
 __all__ = ["TopPhoto", "top_photos", "unit_gradient", "unit_values"]
@@ -47,6 +48,8 @@ def _evaluate_all(model, objectives: Sequence[Objective], images: Tensor, grad: 
         if grad:
             x = x.clone().requires_grad_(True)
         lg, grids = net(x)
+        if logits:
+            lg = need_logits(lg, "a unit that reads the class logits")
         acts = Activations(lg, grids, torch.zeros(b, dtype=torch.long, device=x.device), 1)
         for i, obj in enumerate(objectives):
             values = obj(acts)

@@ -276,13 +276,18 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
                                 f"the body has {size} bytes; at most {limits.max_body}")
         return await call_next(request)
 
-    def target_of(text: str | None) -> int | None:
-        if text is None or text.strip() == "":
-            return None  # the photo's top-1 class
+    def target_of(text: str | None):
+        """The ``target`` field, read as the command line reads ``--target`` (an index, a
+        name, top<k>, classes separated by commas); empty: the photo's top-1 class."""
         try:
-            return clf.class_index(text.strip())
-        except ValueError as e:
+            return deepinside.parse_target(text, clf)
+        except (ValueError, TypeError) as e:
             raise Problem(422, "Unknown class", str(e)) from None
+
+    def classes_of(t) -> list[int]:
+        """The classes a resolved target explains (one, k for top<k>, a sum's)."""
+        return t.reshape(-1).tolist() if hasattr(t, "reshape") else list(getattr(t, "classes",
+                                                                                  []))
 
     def classify(photo: Image.Image, k: int) -> list[dict]:
         x = deepinside.photos_to_batch([photo], clf.preprocessing, crop=True)
@@ -291,16 +296,26 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
     def explain(photo: Image.Image, method: str, target: str | None, params: dict,
                 localize: bool) -> dict:
         t0 = time.perf_counter()
-        c = target_of(target)  # one forward pass resolves the top-1 class and the logits
-        [m], t, logits = deepinside.photo_maps(clf, [photo], c, method=method, **params)
-        c, logits = int(t[0]), logits[0]
+        want = target_of(target)  # one forward pass resolves the top-1 class and the logits
+        [m], t, logits = deepinside.photo_maps(clf, [photo], want, method=method, **params)
+        classes, logits = classes_of(t), logits[0]
         t2 = time.perf_counter()
         m = np.clip(m, 0, None) if infos[method].signed else m
+        more = list(m[1:]) if m.ndim == 3 else []  # top<k>: the best class's map, then others
+        m = m[0] if m.ndim == 3 else m
+        sums = not hasattr(t, "reshape") and len(classes) > 1
+        named = {"class": classes[0] if classes else None,
+                 "name": " + ".join(clf.short_name(c) for c in classes) if sums
+                 else clf.short_name(classes[0]) if classes else str(target)}
         out = {"model": clf.name, "method": method, "params": params,
-               "target": {"class": c, "name": clf.short_name(c)},
+               "target": named if not sums else {**named, "classes": classes},
                "top": clf.top_classes(logits[None])[0],
                "map": {"width": photo.width, "height": photo.height, "png": map_png(m)},
                "overlay_png": _png(overlay(photo, m)), "box": None, "mask_png": None}
+        if more:
+            out["more"] = [{"class": c, "name": clf.short_name(c),
+                            "map": {"width": photo.width, "height": photo.height,
+                                    "png": map_png(mm)}} for c, mm in zip(classes[1:], more)]
         if localize:
             mask, box, _ = segment_map(np.asarray(photo), m, box_recipe)
             out["box"] = [float(v) for v in box]
