@@ -198,6 +198,26 @@ def test_class_model_job_with_progress_events(client):
             "steps")
 
 
+def test_unit_job_and_the_librarys_default_steps(client):
+    from deepinside.classmodel import mode_defaults
+
+    r = client.post("/v1/classmodel", json={"unit": "features.2:3", "steps": 4})
+    assert r.status_code == 202
+    job = r.json()["job"]
+    with client.stream("GET", f"/v1/jobs/{job}/events") as s:
+        events = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: ")]
+    assert events[-1]["state"] == "done"
+    status = client.get(f"/v1/jobs/{job}").json()
+    assert [i["name"] for i in status["images"]] == ["features.2:3"]
+    assert status["seconds_per_step"] > 0
+    problem(client.post("/v1/classmodel", json={"unit": "featurez.2:3"}), 422, "features")
+    problem(client.post("/v1/classmodel", json={"unit": "features.2"}), 422, "LAYER:CHANNEL")
+    r = client.post("/v1/classmodel", json={"classes": [1], "mode": "paper"})  # no steps
+    with client.stream("GET", f"/v1/jobs/{r.json()['job']}/events") as s:
+        last = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: ")][-1]
+    assert last == {"state": "done", "step": 200, "total": mode_defaults("paper")["steps"]}
+
+
 def test_a_full_queue_is_503_with_retry_after_and_slow_is_504(clf):
     c = TestClient(create_app(clf, limits=Limits(queue=1, timeout=30)))
     busy = c.post("/v1/classmodel", json={"classes": [1], "steps": 400})

@@ -209,6 +209,19 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
             "document.querySelector('#cm-images img').naturalWidth > 0", timeout=WAIT_MS)
         assert "goldfish" in page.inner_text("#cm-images figcaption")
         assert page.locator("#cm-images .evolution img").count() == 4  # after steps 1..4
+        assert "per step" in page.inner_text("#cm-progress-text")  # the time a step takes
+
+        # Units: 3 steps of a channel, its image, the time per step.
+        page.click("#tab-units")
+        assert page.is_visible("#panel-units") and page.is_hidden("#panel-classmodel")
+        assert page.get_attribute("#cm-steps", "placeholder") == "default"  # the library's
+        page.fill("#un-unit", "blocks.5:17")
+        page.fill("#un-steps", "3")
+        page.click("#un-btn")
+        page.wait_for_function("document.querySelectorAll('#un-images figure:not(.evolution)"
+                               " > img').length === 1", timeout=WAIT_MS)
+        assert "blocks.5:17" in page.inner_text("#un-images figcaption")
+        assert "per step" in page.inner_text("#un-progress-text")
 
         assert page.is_hidden("#banner"), page.inner_text("#banner")
         page.close()

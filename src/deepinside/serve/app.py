@@ -203,7 +203,7 @@ class ModelWorker:
 
 @dataclass
 class Job:
-    """A class-model job."""
+    """A class-model job (or, with ``unit``, a unit's feature visualisation)."""
 
     classes: list[int]
     mode: str
@@ -213,10 +213,13 @@ class Job:
     images: list = field(default_factory=list)
     evolution: list = field(default_factory=list)
     error: str | None = None
+    unit: tuple[str, int] | None = None  # (layer, channel)
+    seconds_per_step: float | None = None
 
     def status(self) -> dict:
         return {"state": self.state, "step": self.step, "total": self.total,
-                "images": self.images, "evolution": self.evolution, "error": self.error}
+                "images": self.images, "evolution": self.evolution, "error": self.error,
+                "seconds_per_step": self.seconds_per_step}
 
 
 def create_app(classifier, *, token: str | None = None, limits: Limits | None = None,
@@ -403,19 +406,28 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
         return {"predictions": preds, "explanations": expls}
 
     def run_job(job_id: str) -> None:
+        from deepinside.classmodel import channel, visualize
         from deepinside.render import uint8_images
 
         job = jobs[job_id]
         job.state = "running"
+        t0 = time.perf_counter()
 
         def progress(n: int) -> None:
             job.step += n
+            job.seconds_per_step = (time.perf_counter() - t0) / job.step
 
         try:
-            r = deepinside.class_model(clf, job.classes, mode=job.mode, steps=job.total,
-                                       snapshots=min(6, job.total), progress=progress)
-            job.images = [{"class": c, "name": clf.short_name(c), "png": _png(a)}
-                          for c, a in zip(job.classes, uint8_images(r.images))]
+            opts = {"mode": job.mode, "steps": job.total, "snapshots": min(6, job.total),
+                    "progress": progress}
+            if job.unit is not None:
+                r = visualize(clf, channel(*job.unit), **opts)
+                job.images = [{"name": f"{job.unit[0]}:{job.unit[1]}", "png": _png(a)}
+                              for a in uint8_images(r.images)]
+            else:
+                r = deepinside.class_model(clf, job.classes, **opts)
+                job.images = [{"class": c, "name": clf.short_name(c), "png": _png(a)}
+                              for c, a in zip(job.classes, uint8_images(r.images))]
             job.evolution = [{"step": k, "png": [_png(a) for a in uint8_images(snap)]}
                              for k, snap in zip(r.snapshot_steps, r.snapshots)]
             job.state = "done"
@@ -424,27 +436,45 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
 
     @app.post("/v1/classmodel", status_code=202)
     async def classmodel(request: Request):
+        from deepinside.classmodel import mode_defaults
+        from deepinside.layers import find_layer
+
         try:
             body = await request.json()
-            names = body["classes"]
+            unit = body.get("unit")
+            names = body.get("classes")
             mode = body.get("mode", "lucid")
-            steps = body.get("steps", 64)
-            assert isinstance(names, list) and names and len(names) <= 10
             assert mode in ("lucid", "paper", "pixel")
+            steps = body.get("steps") or mode_defaults(mode, units=unit is not None)["steps"]
+            if unit is None:
+                assert isinstance(names, list) and names and len(names) <= 10
+            else:
+                assert names is None and isinstance(unit, str)
             assert isinstance(steps, int) and not isinstance(steps, bool)
         except Exception:  # noqa: BLE001
             raise Problem(422, "Bad request", "the body must be {\"classes\": [1 to 10 names "
-                          "or indices], \"mode\": \"lucid\"|\"paper\"|\"pixel\", \"steps\": "
-                          "n}") from None
+                          "or indices] or \"unit\": \"LAYER:CHANNEL\", \"mode\": \"lucid\"|"
+                          "\"paper\"|\"pixel\", \"steps\": n (default: the library's)}") from None
         if not 1 <= steps <= limits.max_classmodel_steps:
             raise Problem(422, "Parameter out of bounds",
                           f"steps must be between 1 and {limits.max_classmodel_steps}")
-        try:
-            idx = [clf.class_index(str(n)) for n in names]
-        except ValueError as e:
-            raise Problem(422, "Unknown class", str(e)) from None
+        idx: list[int] = []
+        where = None
+        if unit is not None:
+            layer, _, k = unit.rpartition(":")
+            if not layer or not k.isdigit():
+                raise Problem(422, "Bad request", "unit must be LAYER:CHANNEL, e.g. blocks.5:17")
+            try:
+                where = (find_layer(clf.module, layer), int(k))
+            except ValueError as e:
+                raise Problem(422, "Unknown unit", str(e)) from None
+        else:
+            try:
+                idx = [clf.class_index(str(n)) for n in names]
+            except ValueError as e:
+                raise Problem(422, "Unknown class", str(e)) from None
         job_id = uuid.uuid4().hex[:12]
-        jobs[job_id] = Job(idx, mode, steps)
+        jobs[job_id] = Job(idx, mode, steps, unit=where)
         worker.submit(run_job, job_id)
         return {"job": job_id}
 

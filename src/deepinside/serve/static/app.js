@@ -147,7 +147,7 @@
   // ---------------------------------------------------------------- tabs
 
   function setupTabs() {
-    const tabs = [$("tab-explain"), $("tab-classmodel")];
+    const tabs = [$("tab-explain"), $("tab-classmodel"), $("tab-units")];
     function select(tab) {
       for (const t of tabs) {
         const on = t === tab;
@@ -779,56 +779,91 @@
 
   const TERMINAL = new Set(["done", "error", "failed", "cancelled", "canceled"]);
 
+  // the panel whose job runs ("cm": class models, "un": units); its elements are prefixed so
+  let jobPanel = "cm";
+
+  /** Steps from an input: null for the library's default (empty), NaN when invalid. */
+  function stepsOf(input) {
+    if (input.value.trim() === "") return null;
+    const steps = Number(input.value);
+    return input.checkValidity() && Number.isInteger(steps) && steps >= 1 && steps <= 500
+      ? steps : NaN;
+  }
+
   async function makeClassModel(ev) {
     ev.preventDefault();
     const names = $("cm-classes").value.split(",").map((s) => s.trim()).filter(Boolean);
-    const stepsInput = $("cm-steps");
-    const steps = Number(stepsInput.value);
     if (!names.length) {
       $("cm-classes").focus();
       showError(new Error("Type at least one class name."));
       return;
     }
-    if (!stepsInput.checkValidity() || !Number.isInteger(steps) || steps < 1 || steps > 500) {
-      stepsInput.focus();
-      showError(new Error("Steps must be a whole number from 1 to 500."));
+    await runJob("cm", { classes: names, mode: $("cm-mode").value }, "The class model failed");
+  }
+
+  async function makeUnit(ev) {
+    ev.preventDefault();
+    const unit = $("un-unit").value.trim();
+    if (!/^.+:\d+$/.test(unit)) {
+      $("un-unit").focus();
+      showError(new Error("Type a unit as layer:channel, e.g. blocks.5:17."));
       return;
     }
-    const btn = $("cm-btn");
+    await runJob("un", { unit }, "The visualisation failed");
+  }
+
+  async function runJob(panel, body, failure) {
+    const stepsInput = $(`${panel}-steps`);
+    const steps = stepsOf(stepsInput);
+    if (Number.isNaN(steps)) {
+      stepsInput.focus();
+      showError(new Error("Steps must be empty (the default) or a whole number from 1 to 500."));
+      return;
+    }
+    if (steps !== null) body.steps = steps;
+    jobPanel = panel;
+    stepClock = null;
+    const btn = $(`${panel}-btn`);
     btn.disabled = true;
-    $("cm-images").textContent = "";
-    const progress = $("cm-progress");
-    progress.max = steps;
+    $(`${panel}-images`).textContent = "";
+    const progress = $(`${panel}-progress`);
+    progress.max = steps || 1;
     progress.value = 0;
-    $("cm-progress-text").textContent = "Starting…";
-    $("cm-progress-wrap").hidden = false;
+    $(`${panel}-progress-text`).textContent = "Starting…";
+    $(`${panel}-progress-wrap`).hidden = false;
     try {
-      const res = await postJson("/v1/classmodel", {
-        classes: names, mode: $("cm-mode").value, steps,
-      });
+      const res = await postJson("/v1/classmodel", body);
       hideBanner();
       await watchJob(res.job);
       const job = await api(`/v1/jobs/${encodeURIComponent(res.job)}`);
       showProgress(job);
       renderJobImages(job);
       if (job.state !== "done") {
-        showError(new ApiError(0, "The class model failed", job.error || `The job ended as "${job.state}".`));
+        showError(new ApiError(0, failure, job.error || `The job ended as "${job.state}".`));
       }
     } catch (err) {
-      $("cm-progress-text").textContent = "";
+      $(`${panel}-progress-text`).textContent = "";
       showError(err);
     } finally {
       btn.disabled = false;
     }
   }
 
+  let stepClock = null;  // [time of the first step seen, that step]: the time per step
+
   function showProgress(s) {
-    const progress = $("cm-progress");
+    const progress = $(`${jobPanel}-progress`);
     const total = Number(s.total) || 0;
     const step = Number(s.step) || 0;
     if (total > 0) progress.max = total;
     progress.value = Math.min(step, progress.max);
-    $("cm-progress-text").textContent = `${s.state || ""} ${step} / ${total || "?"}`.trim();
+    let perStep = Number(s.seconds_per_step) || 0;
+    if (!perStep && step > 0) {  // the events carry no time: measure it here
+      if (!stepClock || step < stepClock[1]) stepClock = [performance.now(), step];
+      else if (step > stepClock[1]) perStep = (performance.now() - stepClock[0]) / 1000 / (step - stepClock[1]);
+    }
+    const time = perStep ? ` · ${perStep < 10 ? perStep.toFixed(2) : perStep.toFixed(0)} s per step` : "";
+    $(`${jobPanel}-progress-text`).textContent = `${s.state || ""} ${step} / ${total || "?"}${time}`.trim();
   }
 
   /** Resolve when the job reaches a terminal state, following its server-sent events. */
@@ -902,7 +937,7 @@
   }
 
   function renderJobImages(job) {
-    const grid = $("cm-images");
+    const grid = $(`${jobPanel}-images`);
     grid.textContent = "";
     for (const im of job.images || []) {
       const fig = document.createElement("figure");
@@ -963,6 +998,7 @@
       $("mask-layer").hidden = !$("show-mask").checked || !$("mask-layer").getAttribute("src");
     });
     $("cm-form").addEventListener("submit", makeClassModel);
+    $("un-form").addEventListener("submit", makeUnit);
     window.addEventListener("unhandledrejection", (ev) => {
       ev.preventDefault();
       showError(ev.reason);
