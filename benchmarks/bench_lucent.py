@@ -30,6 +30,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 import deepinside
@@ -45,6 +46,7 @@ def lucent_render(module, layer: str, ks: list[int], steps: int, pre, seed: int)
     from lucent.optvis import objectives, param, render, transform
 
     torch.manual_seed(seed)
+    np.random.seed(seed)  # Lucent's transforms draw from NumPy, which torch's seed leaves alone
     net = copy.deepcopy(module).eval()
     obj = sum(objectives.channel(layer.replace(".", "_"), k, batch=i) for i, k in enumerate(ks))
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
