@@ -91,6 +91,9 @@ def test_per_image_arguments_and_bad_units():
         unit_values(m, neuron("act2", 0, x=9, y=0), x)
     with pytest.raises(ValueError, match="act22"):
         unit_values(m, channel("act22", 0), x)  # the close names are offered
+    with pytest.raises(ValueError, match="act2"):
+        (channel("act2", 0) + layer("act22")).check(m)  # before any work
+    channel("act2", 0).check(m)
 
 
 def _diversity_value(act, weight=1.0):

@@ -108,6 +108,20 @@ class Objective:
     def __repr__(self) -> str:
         return self.name
 
+    def check(self, model) -> None:
+        """Check that every layer the objective reads exists in ``model`` (a Classifier or an
+        ``nn.Module``), before any work.
+
+        Raises:
+            ValueError: a layer matches nothing; the message offers the close names.
+        """
+        from ..engine import module_of
+        from ..layers import find_layer
+
+        module = module_of(model)
+        for name in self.layers:
+            find_layer(module, name)
+
     def spatial(self, acts: Activations) -> Tensor | None:
         """Where on its layer's grid the objective lives: ``Tensor[B, h, w]``, or ``None``.
 

@@ -436,8 +436,7 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
 
     @app.post("/v1/classmodel", status_code=202)
     async def classmodel(request: Request):
-        from deepinside.classmodel import mode_defaults
-        from deepinside.layers import find_layer
+        from deepinside.classmodel import channel, mode_defaults
 
         try:
             body = await request.json()
@@ -465,7 +464,8 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
             if not layer or not k.isdigit():
                 raise Problem(422, "Bad request", "unit must be LAYER:CHANNEL, e.g. blocks.5:17")
             try:
-                where = (find_layer(clf.module, layer), int(k))
+                channel(layer, int(k)).check(clf)
+                where = (layer, int(k))
             except ValueError as e:
                 raise Problem(422, "Unknown unit", str(e)) from None
         else:
