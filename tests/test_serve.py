@@ -113,7 +113,8 @@ def test_every_bad_request_gets_its_status_and_a_sentence(client, case):
     expect = {"no file": (422, "image"), "text": (415, "not a JPEG, PNG, WebP or GIF"),
               "empty": (422, "empty"), "bomb": (413, "pixels"), "11 MB": (413, "bytes"),
               "class": (422, "unknown class"), "method": (422, "unknown method"),
-              "bounds": (422, "between 1 and 256"), "params": (422, "params.colour: gradient has no such parameter"),
+              "bounds": (422, "between 1 and 256"),
+              "params": (422, "params.colour: gradient has no such"),
               "corrupt": (422, "cannot be decoded")}[case]
     if case == "no file":
         files = {}

@@ -99,7 +99,7 @@ def _openapi(app: FastAPI, secured: bool) -> dict:
                 for op in ops.values():
                     op["security"] = [{"bearer": []}]
                     op["responses"].update(responses(401))
-    for path, ops in schema["paths"].items():
+    for ops in schema["paths"].values():
         for method, op in ops.items():
             if method in ("post", "put", "patch", "delete"):
                 op["responses"].update(responses(403, 413))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from .problems import problem_response
 
