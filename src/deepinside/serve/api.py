@@ -57,10 +57,8 @@ KSERVE_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 def _bool(text: str, field: str) -> bool:
     value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
+    if value in ("true", "false"):
+        return value == "true"
     raise Problem(422, "Bad request", f"{field}: must be true or false")
 
 
