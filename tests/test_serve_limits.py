@@ -31,11 +31,14 @@ BASE = "http://localhost"
 
 
 class SlowFeatures(TinyFeatures):
-    """TinyFeatures that sleeps ``delay`` seconds in every forward pass (a big model's pace)."""
+    """TinyFeatures that sleeps ``delay`` seconds in every forward pass (a big model's pace)
+    and counts its forward passes (its fast copy shares the count)."""
 
     delay = 0.02
+    calls = [0]
 
     def forward(self, x):
+        self.calls[0] += 1
         time.sleep(self.delay)
         return super().forward(x)
 
@@ -152,26 +155,29 @@ def test_2_engine_switches_are_server_options():
 # ------------------------------------------------------------------ 3. work that stops
 
 def test_3_after_a_504_the_work_stops_and_the_next_request_is_served_at_once(slow):
-    c = TestClient(create_app(slow, limits=Limits(timeout=1.0)), base_url=BASE)
-    t0 = time.perf_counter()  # rise: 8000 masks one at a time would take 160 s
-    problem(explain(c, "rise", '{"masks": 8000, "batch_size": 1}'), 504, "more than 1 s")
-    assert time.perf_counter() - t0 < 5
-    t1 = time.perf_counter()
+    c = TestClient(create_app(slow, limits=Limits(timeout=3.0)), base_url=BASE)
+    t0 = time.perf_counter()  # rise: 8000 masks one at a time take 160 s at least
+    problem(explain(c, "rise", '{"masks": 8000, "batch_size": 1}'), 504, "more than 3 s")
+    assert time.perf_counter() - t0 < 10
+    time.sleep(0.3)
+    n = SlowFeatures.calls[0]
+    time.sleep(0.3)
+    assert SlowFeatures.calls[0] == n  # no forward pass since: the work stopped
+    # served within its own 3 s, which it could not be if the 160 s of rise went on
     r = c.post("/v1/classify", files={"image": ("a.png", png_bytes())})
     assert r.status_code == 200, r.text
-    assert time.perf_counter() - t1 < 1.0  # a classify is one 20 ms forward pass
 
 
 def test_3_kserve_obeys_the_time_limit_and_bounds_its_instances(slow):
     c = TestClient(create_app(slow, limits=Limits(timeout=1.0, max_instances=4)),
                    base_url=BASE)
     b64 = base64.b64encode(png_bytes()).decode()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # 4 x 400 forward passes of 20 ms: 32 s at least
     r = c.post("/v1/models/slow:explain", json={
         "instances": [{"image_b64": b64}] * 4,
         "parameters": {"method": "rise", "params": {"masks": 400, "batch_size": 1}}})
     problem(r, 504, "more than 1 s")
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 10
     problem(c.post("/v1/models/slow:explain", json={"instances": [{"image_b64": b64}] * 5}),
             413, "at most 4")
 
@@ -256,7 +262,8 @@ def test_6_a_cross_site_post_is_refused_unless_allowed():
 # ------------------------------------------------------------------ 7. jobs
 
 def test_7_jobs_have_their_own_queue_a_cap_per_client_and_requests_go_first(slow):
-    c = TestClient(create_app(slow, limits=Limits(jobs=3, jobs_per_client=2)), base_url=BASE)
+    c = TestClient(create_app(slow, limits=Limits(jobs=3, jobs_per_client=2, timeout=3)),
+                   base_url=BASE)
     codes = [c.post("/v1/classmodel", json={"classes": [1], "steps": 500}).status_code
              for _ in range(3)]
     assert codes == [202, 202, 429]
@@ -264,9 +271,10 @@ def test_7_jobs_have_their_own_queue_a_cap_per_client_and_requests_go_first(slow
     codes = [other.post("/v1/classmodel", json={"classes": [1], "steps": 500}).status_code
              for _ in range(2)]
     assert codes == [202, 503]  # the job queue (3) is full
-    t0 = time.perf_counter()  # a job is running, two wait: a classify goes first
+    # a job runs (500 steps of 20 ms at least) and two wait: a classify goes first, within
+    # its 3 s, between two steps of the running job
     r = c.post("/v1/classify", files={"image": ("a.png", png_bytes())})
-    assert r.status_code == 200 and time.perf_counter() - t0 < 1.5
+    assert r.status_code == 200, r.text
 
 
 def test_7_delete_cancels_a_job_and_results_expire(slow):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from .worker import check_cancelled
 
 __all__ = ["router"]
 
+log = logging.getLogger("deepinside.serve")
 LOCALIZE_SIDE = 1024  # the box is found on the map scaled to at most this many pixels a side
 WORKER_ERRORS = (413, 415, 422, 503, 504)
 
@@ -84,6 +86,21 @@ def router(server: Server) -> APIRouter:
     engine_of = {name: {k: v for k, v in server.engine.items()
                         if k in _keywords(deepinside.get_method(name))}
                  for name in server.specs}
+
+    def warm_up() -> None:
+        """Build, outside any time limit, what the first request would build under its own:
+        the model's fast copy (compiled with ``--compile``). A build stopped by a time limit
+        would start again at the next request, and again be stopped."""
+        from PIL import Image
+
+        h, w = clf.preprocessing.input_size
+        try:
+            deepinside.photo_maps(clf, [Image.new("RGB", (w, h), (128, 128, 128))], None,
+                                  method="gradient", **engine_of["gradient"])
+        except Exception as e:  # noqa: BLE001 - the requests will say what is wrong
+            log.warning("the warm-up failed: %s", e)
+
+    worker.submit(warm_up, kind="internal")
 
     def classify(data: bytes, k: int) -> list[dict]:
         photo = decode_photo(data, limits)

@@ -216,7 +216,7 @@ def router(server: Server) -> APIRouter:
         job = Job(idx, mode, steps, client=request.client.host if request.client else "")
         job_id = store.add(job)
         try:
-            job.work = worker.submit(run_job, job, job=True, seconds=limits.job_timeout)
+            job.work = worker.submit(run_job, job, kind="job", seconds=limits.job_timeout)
         except Problem:
             store.jobs.pop(job_id, None)
             raise

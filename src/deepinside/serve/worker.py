@@ -66,7 +66,7 @@ class Work:
 
     fn: Callable
     args: tuple
-    is_job: bool = False
+    kind: str = "request"  # or "job", or "internal" (the warm-up: in no queue's count)
     seconds: float | None = None  # the time it may run, counted from its start
     future: Future = field(default_factory=Future)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -144,15 +144,17 @@ class ModelWorker:
                 work.future.set_result(work.fn(*work.args))
             except BaseException as e:  # noqa: BLE001 - handed to the request or job
                 work.future.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise  # Ctrl-C in the worker's thread stops the server
             finally:
                 stack.pop()
                 if hook is not None:
                     hook.remove()
         finally:
             with self.cond:
-                if work.is_job:
+                if work.kind == "job":
                     self.busy_jobs -= 1
-                else:
+                elif work.kind == "request":
                     self.busy_requests -= 1
 
     def between_steps(self) -> None:
@@ -167,16 +169,20 @@ class ModelWorker:
         check_cancelled()
 
     def submit(self, fn: Callable, *args, deadline: float | None = None,
-               seconds: float | None = None, job: bool = False) -> Work:
+               seconds: float | None = None, kind: str = "request") -> Work:
         """Queue ``fn(*args)``; a full queue is a 503 :class:`Problem`.
 
         Args:
-            deadline: when the work must stop (``time.monotonic``), counted from now.
+            deadline: when the work must stop (``time.monotonic``).
             seconds: how long it may run, counted from its start (for jobs).
+            kind: ``"request"``, ``"job"`` (its own queue) or ``"internal"`` (first in line,
+                counted in no queue: the warm-up).
         """
-        work = Work(fn, args, is_job=job, seconds=seconds, deadline=deadline)
+        work = Work(fn, args, kind=kind, seconds=seconds, deadline=deadline)
         with self.cond:
-            if job:
+            if kind == "internal":
+                self.requests.appendleft(work)
+            elif kind == "job":
                 if self.busy_jobs >= self.limits.jobs:
                     raise Problem(503, "Busy", f"{self.busy_jobs} class-model jobs are queued "
                                   "or running; try again later", headers={"Retry-After": "10"})
@@ -195,12 +201,13 @@ class ModelWorker:
         """``fn(*args)`` in the worker, within the time limit (504 after it; the work stops)."""
         t0 = time.monotonic()  # the time counts from here, waiting included
         work = self.submit(fn, *args, deadline=t0 + self.limits.timeout)
+        answer = asyncio.wrap_future(work.future)
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(work.future)),
-                                          self.limits.timeout)
+            return await asyncio.wait_for(asyncio.shield(answer), self.limits.timeout)
         except asyncio.TimeoutError:
             work.cancel.set()
             work.future.cancel()  # if it is still queued, it never runs
+            answer.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
             raise Problem(504, "Timed out", f"the request took more than "
                                             f"{self.limits.timeout:g} s") from None
         except Cancelled:  # the worker saw the deadline first
