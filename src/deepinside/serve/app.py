@@ -12,6 +12,7 @@ The routes live in :mod:`.api` (the model), :mod:`.jobs` (class-model jobs) and 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
     """
     import deepinside
 
+    if (engine or {}).get("compiled"):  # the worker's hook is global on purpose
+        warnings.filterwarnings("ignore", message=r"Using `torch.compile\(module\)` when "
+                                r"there are global hooks")
     limits = limits or Limits()
     worker = worker or ModelWorker(limits)
     layers = [n for n, _ in classifier.module.named_modules() if n]

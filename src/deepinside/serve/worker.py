@@ -94,7 +94,8 @@ def check_cancelled() -> None:
 
 
 def _pre_hook(_module, _args) -> None:
-    check_cancelled()
+    if not torch.compiler.is_compiling():  # compiled code: checked at its own entry
+        check_cancelled()
 
 
 class ModelWorker:
