@@ -6,7 +6,8 @@ Starts ``deepinside serve --timeout T`` (a separate process) and measures:
 2. a request that runs past the time limit (RISE with 8000 masks, one per forward pass): its
    504's time, then at once a normal request: its latency against (1) (goal: within one normal
    request time, i.e. the work of the 504 stopped and freed the worker);
-3. the server's resident memory (``/proc/PID/status`` VmRSS) before 20 class-model jobs, at its
+3. the same after a 40 MP PNG explain with ``localize`` (504 if it takes longer than the limit);
+4. the server's resident memory (``/proc/PID/status`` VmRSS) before 20 class-model jobs, at its
    peak while they run and are fetched, and after their results expired (``--job-ttl``).
 
     python benchmarks/bench_serve_limits.py [--model efficientnet_lite0] [--timeout 3]
@@ -99,6 +100,19 @@ def main() -> None:
             assert code == 200, code
             after.append(t)
 
+        import numpy as np
+        from PIL import Image
+
+        a = np.zeros((5000, 8000, 3), np.uint8)
+        a[1000:3000, 2000:5000] = (200, 120, 40)
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "PNG")
+        t0 = time.perf_counter()
+        big = client.post(f"{url}/v1/explain", files={"image": ("big.png", buf.getvalue())},
+                          data={"method": "gradient", "localize": "true"})
+        big_t = time.perf_counter() - t0
+        code, big_after = explain()
+
         print(f"{args.model}, --timeout {args.timeout:g}, {os.cpu_count()} CPUs, load "
               f"{os.getloadavg()[0]:.1f}")
         med = statistics.median(normal)
@@ -107,6 +121,9 @@ def main() -> None:
         print(f"rise 8000 masks: 504 after {', '.join(f'{t:.2f}' for t in stopped)} s")
         print(f"the explain right after each 504: {', '.join(f'{1e3 * t:.0f}' for t in after)} "
               f"ms = {max(after) / med:.2f}x the normal median at worst")
+        print(f"40 MP PNG explain with localize: {big.status_code} after {big_t:.2f} s; the "
+              f"explain right after: {code} in {1e3 * big_after:.0f} ms "
+              f"= {big_after / med:.2f}x the normal median")
 
         rss = [_rss_mb(server.pid)]
         peak = [rss[0]]

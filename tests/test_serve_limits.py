@@ -168,6 +168,31 @@ def test_3_after_a_504_the_work_stops_and_the_next_request_is_served_at_once(slo
     assert r.status_code == 200, r.text
 
 
+def test_3_a_large_photo_is_drawn_smaller_and_its_box_is_in_its_own_pixels():
+    import deepinside
+
+    clf = tiny_classifier()
+    c = TestClient(create_app(clf, limits=Limits(max_render_pixels=100 * 150)), base_url=BASE)
+    a = np.zeros((400, 600, 3), np.uint8)
+    a[100:300, 200:500] = 255
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    r = c.post("/v1/explain", files={"image": ("a.png", buf.getvalue())},
+               data={"method": "gradcam", "target": "1", "localize": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["map"]["width"], body["map"]["height"]) == (150, 100)
+    small = Image.fromarray(a).resize((150, 100), Image.BILINEAR, reducing_gap=2.0)
+    [want], _, _ = deepinside.photo_maps(clf, [small], [1], method="gradcam")
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["map"]["png"])))) / 65535
+    np.testing.assert_allclose(got, want / want.max(), atol=2 / 65535)
+    from deepinside.localize import get_recipe, segment_map
+
+    _, box, _ = segment_map(np.zeros((100, 150, 3), np.uint8), want,
+                            get_recipe("gradcam-30", smooth=0.04))
+    np.testing.assert_allclose(body["box"], np.asarray(box) * 4)  # in the photo's pixels
+
+
 def test_3_kserve_obeys_the_time_limit_and_bounds_its_instances(slow):
     c = TestClient(create_app(slow, limits=Limits(timeout=1.0, max_instances=4)),
                    base_url=BASE)

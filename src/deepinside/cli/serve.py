@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest request body (413 above; default 10 MB)")
     p.add_argument("--max-pixels", type=positive_int, default=40_000_000,
                    help="largest photo in pixels (413 above; default 40 MP)")
+    p.add_argument("--max-render-pixels", type=positive_int, default=4_000_000,
+                   help="a larger photo's map, overlay and mask are drawn scaled down to this "
+                        "many pixels (default 4 MP; its box stays in the photo's pixels)")
     p.add_argument("--max-instances", type=positive_int, default=16,
                    help="instances of one KServe explain request (413 above; default 16)")
     p.add_argument("--allowed-hosts", default=None, metavar="H1,H2",
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("timeout", "job_timeout", "job_ttl"):
         if not getattr(args, name) > 0:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
-    limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels, queue=args.queue,
+    limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels,
+                    max_render_pixels=args.max_render_pixels, queue=args.queue,
                     timeout=args.timeout, max_instances=args.max_instances, jobs=args.jobs,
                     jobs_per_client=args.jobs_per_client, job_timeout=args.job_timeout,
                     job_ttl=args.job_ttl)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from PIL import Image
 
 from .bodies import json_body, multipart_form, parse_json
 from .context import Server
@@ -91,8 +92,6 @@ def router(server: Server) -> APIRouter:
         """Build, outside any time limit, what the first request would build under its own:
         the model's fast copy (compiled with ``--compile``). A build stopped by a time limit
         would start again at the next request, and again be stopped."""
-        from PIL import Image
-
         h, w = clf.preprocessing.input_size
         try:
             deepinside.photo_maps(clf, [Image.new("RGB", (w, h), (128, 128, 128))], None,
@@ -112,8 +111,6 @@ def router(server: Server) -> APIRouter:
 
     def locate(m: np.ndarray) -> tuple[list[float], np.ndarray]:
         """The box and mask of a map, found on the map scaled to LOCALIZE_SIDE at most."""
-        from PIL import Image
-
         h, w = m.shape
         scale = min(1.0, LOCALIZE_SIDE / max(h, w))
         small = m if scale == 1.0 else np.asarray(Image.fromarray(m.astype(np.float32)).resize(
@@ -130,6 +127,12 @@ def router(server: Server) -> APIRouter:
         t0 = time.perf_counter()
         photo = decode_photo(data, limits, what)
         check_cancelled()
+        full = photo.size
+        if photo.width * photo.height > limits.max_render_pixels:  # drawn smaller: see Limits
+            s = (limits.max_render_pixels / (photo.width * photo.height)) ** 0.5
+            photo = photo.resize((max(1, int(photo.width * s)), max(1, int(photo.height * s))),
+                                 Image.BILINEAR, reducing_gap=2.0)
+            check_cancelled()
         try:  # one forward pass resolves the top-1 class and the logits
             [m], t, logits = deepinside.photo_maps(clf, [photo], target, method=method,
                                                    **engine_of[method], **params)
@@ -153,7 +156,9 @@ def router(server: Server) -> APIRouter:
         out["overlay_png"] = png(overlay(photo, m))
         if localize:
             check_cancelled()
-            out["box"], mask = locate(m)
+            box, mask = locate(m)
+            sx, sy = full[0] / photo.width, full[1] / photo.height  # in the photo's pixels
+            out["box"] = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
             out["mask_png"] = png(mask)
         t3 = time.perf_counter()
         out["timing_ms"] = {"map": round(1e3 * (t2 - t0), 1),

@@ -32,6 +32,9 @@ class Limits:
     Attributes:
         max_body: bytes of a request's photo (413 above; the whole body may have 64 kB more).
         max_pixels: pixels of a photo (413 above).
+        max_render_pixels: an explained photo larger than this is scaled down to it before its
+            map, overlay and mask are drawn (its box is still in the photo's pixels): a 40 MP
+            overlay takes seconds that no time limit can stop, and tens of MB to send.
         queue: requests waiting for (or in) the model worker (503 above).
         timeout: seconds a request may take, waiting included (504 above; its work stops).
         max_classmodel_steps: ascent steps of one class-model job.
@@ -45,6 +48,7 @@ class Limits:
 
     max_body: int = 10 * 2**20
     max_pixels: int = 40_000_000
+    max_render_pixels: int = 4_000_000
     queue: int = 32
     timeout: float = 60.0
     max_classmodel_steps: int = 500
