@@ -22,7 +22,7 @@ from .context import Server
 from .params import check_params
 from .photos import check_upload, decode_photo, map_png, png
 from .problems import Problem, responses
-from .worker import check_cancelled
+from .worker import Cancelled, check_cancelled
 
 __all__ = ["router"]
 
@@ -96,6 +96,8 @@ def router(server: Server) -> APIRouter:
         try:
             deepinside.photo_maps(clf, [Image.new("RGB", (w, h), (128, 128, 128))], None,
                                   method="gradient", **engine_of["gradient"])
+        except Cancelled:
+            pass  # the server is stopping
         except Exception as e:  # noqa: BLE001 - the requests will say what is wrong
             log.warning("the warm-up failed: %s", e)
 

@@ -11,6 +11,7 @@ at the next check, the methods' ``finally`` blocks restore the model, and the wo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
 from collections import deque
@@ -118,8 +119,25 @@ class ModelWorker:
         self.busy_jobs = 0
         self.cond = threading.Condition()
         self.on_idle: list[Callable[[], None]] = []  # called about every 0.2 s
+        self.running: list[Work] = []
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
         if thread:
-            threading.Thread(target=self.serve, name="deepinside-model", daemon=True).start()
+            self.thread = threading.Thread(target=self.serve, args=(self.stop,),
+                                           name="deepinside-model", daemon=True)
+            self.thread.start()
+            # a daemon thread still inside torch when Python finalises aborts the process
+            atexit.register(self.close)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the work (running and queued) and the worker's own thread."""
+        self.stop.set()
+        with self.cond:
+            for work in [*self.running, *self.requests, *self.jobs]:
+                work.cancel.set()
+                work.future.cancel()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
 
     def serve(self, stop: threading.Event | None = None) -> None:
         """Run the queued work in this thread, until ``stop`` is set."""
@@ -145,6 +163,7 @@ class ModelWorker:
             hook = torch.nn.modules.module.register_module_forward_pre_hook(_pre_hook) \
                 if not stack else None
             stack.append(work)
+            self.running.append(work)
             try:
                 work.future.set_result(work.fn(*work.args))
             except BaseException as e:  # noqa: BLE001 - handed to the request or job
@@ -152,6 +171,7 @@ class ModelWorker:
                 if not isinstance(e, Exception):
                     raise  # Ctrl-C in the worker's thread stops the server
             finally:
+                self.running.remove(work)
                 stack.pop()
                 if hook is not None:
                     hook.remove()
