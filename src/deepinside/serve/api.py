@@ -124,8 +124,13 @@ def router(server: Server) -> APIRouter:
             (w, h), Image.NEAREST)) if scale != 1.0 else (mask * 255).astype(np.uint8)
         return box, mask
 
-    def explain(data: bytes, method: str, target: int | None, params: dict,
-                localize: bool, what: str = "image") -> dict:
+    def classes_of(t) -> list[int]:
+        """The classes a resolved target explains (one, k for top<k>, a sum's)."""
+        return t.reshape(-1).tolist() if hasattr(t, "reshape") else list(getattr(t, "classes",
+                                                                                  []))
+
+    def explain(data: bytes, method: str, target, params: dict, localize: bool,
+                what: str = "image") -> dict:
         t0 = time.perf_counter()
         photo = decode_photo(data, limits, what)
         check_cancelled()
@@ -138,22 +143,36 @@ def router(server: Server) -> APIRouter:
         try:  # one forward pass resolves the top-1 class and the logits
             [m], t, logits = deepinside.photo_maps(clf, [photo], target, method=method,
                                                    **engine_of[method], **params)
-        except ValueError:
+        except (ValueError, KeyError) as e:
             if "layer" in params:  # a layer whose output the method cannot use
                 raise Problem(422, "Bad params", f"params.layer: {method} cannot use the "
                               f"layer {params['layer']!r} (its output is not a feature "
                               "map)") from None
+            if _from_library(e):  # the library's own sentence about its input
+                text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+                raise Problem(422, "Bad params", f"params: {text.splitlines()[0][:300]}") \
+                    from None
             raise
         check_cancelled()
-        c, logits = int(t[0]), logits[0]
+        classes, logits = classes_of(t), logits[0]
         t2 = time.perf_counter()
-        m = np.clip(m, 0, None) if method == "occlusion" else m
+        m = np.clip(m, 0, None) if server.infos[method].signed else m
+        more = list(m[1:]) if m.ndim == 3 else []  # top<k>: the best class's map, then others
+        m = m[0] if m.ndim == 3 else m
+        sums = not hasattr(t, "reshape") and len(classes) > 1
+        named = {"class": classes[0] if classes else None,
+                 "name": " + ".join(clf.short_name(c) for c in classes) if sums
+                 else clf.short_name(classes[0]) if classes else str(target)}
+        size = {"width": photo.width, "height": photo.height}
         out: dict[str, Any] = {
             "model": clf.name, "method": method, "params": params,
-            "target": {"class": c, "name": clf.short_name(c)},
+            "target": named if not sums else {**named, "classes": classes},
             "top": clf.top_classes(logits[None])[0],
-            "map": {"width": photo.width, "height": photo.height, "png": map_png(m)},
-            "box": None, "mask_png": None}
+            "map": {**size, "png": map_png(m)}, "box": None, "mask_png": None}
+        if more:
+            out["more"] = [{"class": c, "name": clf.short_name(c),
+                            "map": {**size, "png": map_png(mm)}}
+                           for c, mm in zip(classes[1:], more)]
         check_cancelled()
         out["overlay_png"] = png(overlay(photo, m))
         if localize:
@@ -172,7 +191,8 @@ def router(server: Server) -> APIRouter:
             raise Problem(422, "Unknown method", f"method: unknown method {method[:40]!r}"
                           f"{deepinside.registry.did_you_mean(method, server.specs)} (known: "
                           f"{', '.join(server.specs)})")
-        return method, check_params(method, params, server.specs[method])
+        roles = {p.name: p.role for p in server.infos[method].params}
+        return method, check_params(method, params, server.specs[method], roles)
 
     @api.get("/healthz", tags=["server"])
     async def healthz():
@@ -194,8 +214,7 @@ def router(server: Server) -> APIRouter:
     async def methods():
         """The attribution methods, each with the parameters a request may set."""
         return {"methods": [{"name": n, "description": i.description, "paper": i.paper,
-                             "params": server.specs[n]}
-                            for n, i in deepinside.list_methods().items()]}
+                             "params": server.specs[n]} for n, i in server.infos.items()]}
 
     @api.post("/v1/classify", tags=["model"], openapi_extra={"requestBody": CLASSIFY_BODY},
               responses=responses(403, *WORKER_ERRORS))
@@ -251,7 +270,7 @@ def router(server: Server) -> APIRouter:
         target = parameters.get("target")
         if isinstance(target, bool) or not isinstance(target, (str, int, type(None))):
             raise Problem(422, "Bad request", "parameters.target: must be a class name or index")
-        c = server.target_of(None if target is None else str(target))
+        c = server.target_of(None if target is None else str(target), "parameters.target")
         photos = []
         for i, inst in enumerate(instances):
             try:
@@ -275,6 +294,19 @@ def router(server: Server) -> APIRouter:
                                                     "timing_ms")} for r in answers]}
 
     return api
+
+
+def _from_library(e: BaseException) -> bool:
+    """Whether deepinside itself raised ``e`` (a sentence about a bad input, by design), not
+    a library below it (whose text could say anything)."""
+    import traceback
+    from pathlib import Path
+
+    import deepinside
+
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).is_relative_to(
+        Path(deepinside.__file__).parent)
 
 
 def _keywords(fn) -> set[str]:

@@ -63,9 +63,9 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
     limits = limits or Limits()
     worker = worker or ModelWorker(limits)
     layers = [n for n, _ in classifier.module.named_modules() if n]
-    server = Server(classifier, limits, worker, dict(engine or {}),
-                    {name: method_params(info.fn, layers)
-                     for name, info in deepinside.list_methods().items()})
+    infos = deepinside.list_methods()
+    server = Server(classifier, limits, worker, dict(engine or {}), infos,
+                    {name: method_params(info, layers) for name, info in infos.items()})
     app = FastAPI(title="deepinside", version=deepinside.__version__,
                   description="What an image classifier looks at (Simonyan et al. 2013, "
                               "https://arxiv.org/abs/1312.6034, and beyond).",

@@ -8,7 +8,9 @@ from typing import Any
 from .problems import Problem
 from .worker import Limits, ModelWorker
 
-__all__ = ["Server"]
+__all__ = ["MAX_TOP_K", "Server"]
+
+MAX_TOP_K = 10  # "top<k>" explains the photo k times
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Server:
         worker: the one :class:`ModelWorker`.
         engine: the engine switches every method call gets where the method takes them
             (``fast``, ``amp``, ``compiled``): the server's options, never a request's.
+        infos: each method's ``MethodInfo``, by name.
         specs: the parameters each method accepts (``/v1/methods``).
     """
 
@@ -28,15 +31,22 @@ class Server:
     limits: Limits
     worker: ModelWorker
     engine: dict[str, Any] = field(default_factory=dict)
+    infos: dict[str, Any] = field(default_factory=dict)
     specs: dict[str, dict] = field(default_factory=dict)
 
-    def target_of(self, text: str | None) -> int | None:
-        """A request's target (a class name or index) -> a class index; None: the top-1."""
-        if text is None or text.strip() == "":
-            return None
-        if len(text) > 200:
-            raise Problem(422, "Unknown class", "target: longer than any class name")
+    def target_of(self, text: str | None, field_name: str = "target"):
+        """A request's target, read as the command line reads ``--target`` (an index, a name,
+        ``top<k>``, classes separated by commas, summed); empty: the photo's top-1 class."""
+        import deepinside
+        from deepinside.targets import is_top_k
+
+        if text is not None and len(text) > 2000:
+            raise Problem(422, "Unknown class", f"{field_name}: longer than any target")
         try:
-            return self.clf.class_index(text.strip())
-        except ValueError as e:  # the message names the class and offers close matches
-            raise Problem(422, "Unknown class", f"target: {e}") from None
+            k = is_top_k(text)
+            if k is not None and k > min(MAX_TOP_K, len(self.clf.class_names)):
+                raise ValueError(f"top<k> explains at most "
+                                 f"{min(MAX_TOP_K, len(self.clf.class_names))} classes")
+            return deepinside.parse_target(text, self.clf)
+        except (ValueError, TypeError) as e:  # the message names the class, offers matches
+            raise Problem(422, "Unknown class", f"{field_name}: {e}") from None

@@ -212,7 +212,10 @@ def router(server: Server) -> APIRouter:
         for i, n in enumerate(names):
             if isinstance(n, bool) or not isinstance(n, (int, str)):
                 raise Problem(422, "Bad request", f"classes.{i}: must be a name or an index")
-            idx.append(server.target_of(str(n)))
+            try:
+                idx.append(clf.class_index(n if isinstance(n, int) else n.strip()[:200]))
+            except ValueError as e:  # names the class and offers close matches
+                raise Problem(422, "Unknown class", f"classes.{i}: {e}") from None
         job = Job(idx, mode, steps, client=request.client.host if request.client else "")
         job_id = store.add(job)
         try:

@@ -1,106 +1,54 @@
 """The parameters a request may set for a method, and their check (422 naming the field).
 
-What a method accepts is read from the method itself: its keyword-only parameters, their
-annotations (``Literal[...]`` gives the choices) and defaults, plus the bounds below. Engine
-switches (``fast``, ``amp``, ``compiled``) are the server's options, never a request's;
-``progress`` is a callback. Layer names are checked against the served model.
+What a method accepts is what it says about itself (:class:`deepinside.methods.MethodInfo`:
+its :class:`~deepinside.methods.Param` s, with kinds, bounds, choices and roles); the server
+keeps no list of them. Engine switches (``fast``, ``amp``, ``compiled``) are the server's
+options, never a request's. Layer names are checked against the served model. The server draws
+one map per class, so ``reduce="none"`` (a map per channel) is not offered.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import typing
-from typing import Any, Literal
+from typing import Any
 
 from .problems import Problem
 
-__all__ = ["ENGINE", "check_params", "method_params"]
+__all__ = ["check_params", "method_params"]
 
-ENGINE = {"fast", "amp", "compiled"}
-HIDDEN = ENGINE | {"upsample_to_input", "progress"}
-# Bounds of the numbers a request may set (others: any finite value of their type).
-BOUNDS: dict[str, tuple[float, float]] = {
-    "steps": (1, 256), "samples": (1, 64), "noise": (0.0, 1.0), "window": (1, 1024),
-    "stride": (1, 1024), "batch_size": (1, 256), "energy": (0.0, 1.0), "seed": (0, 2**31 - 1),
-    "masks": (1, 8000), "grid": (2, 64), "p": (0.0, 1.0), "iterations": (1, 1000),
-    "area": (0.0, 1.0), "levels": (1, 16), "step": (1, 64), "momentum": (0.0, 1.0),
-    "eps": (0.0, 1.0), "sigma": (0.0, 100.0), "max_blur": (0.0, 100.0),
-    "learning_rate": (0.0, 1.0), "area_weight": (0.0, 1e4), "area_growth": (1.0, 1.1),
-}
-# Choices of text parameters not spelt as a Literal; reduce="none" gives a map per channel,
-# not the one map per photo that the server draws.
-CHOICES: dict[str, list[str]] = {
-    "reduce": ["max_abs", "sum_abs", "sum"],
-    "baseline": ["zero", "black", "white", "mean", "blur"],
-    "baselines": ["zero", "black", "white", "mean", "blur"],
-    "score": ["probability", "logit"],
-    "variant": ["preserve", "delete"],
-    "rule": ["gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left",
-             "riemann_right"],
-    "base": ["gradient", "gradient_x_input", "guided_backprop", "deconvnet",
-             "integrated_gradients"],
-}
+NOT_SERVED = {"reduce": {"none"}}  # values the server cannot draw
 
 
-def _kind(hint: Any, default: Any) -> tuple[str | None, list | None]:
-    """``(type name, Literal choices)`` of an annotation; ``None`` for a type JSON cannot give."""
-    if typing.get_origin(hint) is Literal:
-        return "str", list(typing.get_args(hint))
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) \
-        else (hint,)
-    names = {bool: "bool", int: "int", float: "float", str: "str"}
-    if type(default) in names and type(default) in args:
-        return names[type(default)], None
-    for t in (bool, int, float, str):  # the first of these the annotation allows
-        if t in args:
-            return names[t], None
-    if default is not None and type(default) in names:
-        return names[type(default)], None
-    return None, None
-
-
-_UnionType = type(int | None)
-
-
-def method_params(fn, layers: list[str] | None = None) -> dict[str, dict]:
-    """The options a request may set for a method: ``{name: {"type", "default", "min", "max",
-    "choices"}}`` (``min`` / ``max`` / ``choices`` where they apply); a ``layer`` is one of
-    ``layers`` (the model's module names)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to defaults
-        hints = {}
-    out = {}
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is not p.KEYWORD_ONLY or p.name in HIDDEN:
-            continue
-        kind, choices = _kind(hints.get(p.name, type(p.default)), p.default)
-        if kind is None:
-            continue
-        spec: dict[str, Any] = {"type": kind, "default": p.default}
-        if p.name in BOUNDS and kind in ("int", "float"):
-            spec["min"], spec["max"] = BOUNDS[p.name]
-        choices = CHOICES.get(p.name, choices)
-        if p.name == "layer" and layers is not None:
-            choices = layers
-        if choices is not None and kind == "str":
-            spec["choices"] = [c for c in choices if c != "none" or p.name != "reduce"]
-        out[p.name] = spec
+def method_params(info, layers: list[str] | None = None) -> dict[str, dict]:
+    """The options a request may set for a method (its ``MethodInfo``): ``{name: {"type",
+    "default"[, "min", "max"][, "choices"]}}``; a layer's choices are the model's ``layers``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in info.request_params().items():
+        spec = p.spec()
+        if p.kind == "layer" and layers is not None:
+            spec["choices"] = list(layers)
+        if "choices" in spec and name in NOT_SERVED:
+            spec["choices"] = [c for c in spec["choices"] if c not in NOT_SERVED[name]]
+        out[name] = spec
     return out
 
 
-def check_params(method: str, given: object, specs: dict[str, dict]) -> dict:
+def check_params(method: str, given: object, specs: dict[str, dict],
+                 roles: dict[str, str] | None = None) -> dict:
     """Validate a request's ``params`` against :func:`method_params` (a 422 :class:`Problem`
-    naming the field otherwise)."""
+    naming the field otherwise); ``roles``: the method's other options by name (``"engine"``:
+    the server's switches; ``"output"``, ``"callback"``), each refused with its reason.
+    Numbers must be finite."""
     if not isinstance(given, dict):
         raise Problem(422, "Bad params", "params: must be a JSON object")
     out = {}
     for name, value in given.items():
         spec = specs.get(name)
-        field = f"params.{name}"
+        field = f"params.{str(name)[:40]}"
         if spec is None:
-            why = ("is the server's option, not a request's" if name in ENGINE else
+            role = (roles or {}).get(name)
+            why = ("is the server's option, not a request's" if role == "engine" else
+                   "is not a request's option" if role is not None else
                    f"{method} has no such parameter (it has: {', '.join(specs) or 'none'})")
             raise Problem(422, "Bad params", f"{field}: {why}")
         if value is None and spec["default"] is None:
