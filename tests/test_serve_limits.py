@@ -105,6 +105,14 @@ def test_1_bad_parameters_are_422_naming_the_field(client, method, params, field
     assert "Error" not in body["detail"] and "Traceback" not in body["detail"]
 
 
+def test_1_a_target_is_bounded(client):
+    problem(explain(client, "gradient", "", target="top100000"), 422,
+            "target: top<k> explains at most 6 classes")
+    problem(explain(client, "gradient", "", target="x" * 5000), 422, "target: longer")
+    r = explain(client, "gradient", "", target="top2")
+    assert r.status_code == 200 and len(r.json()["more"]) == 1
+
+
 def test_1_occlusion_window_is_published_and_taken_as_an_integer(client):
     ms = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
     assert ms["occlusion"]["params"]["window"]["type"] == "int"
