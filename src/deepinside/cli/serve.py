@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="autocast the methods that support it (engine switch; default off)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model for the methods that support it (engine "
-                        "switch; compiles once, at the first request that uses it)")
+                        "switch; compiled once, before the first request)")
     p.set_defaults(func=run)
 
 
