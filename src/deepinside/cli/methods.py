@@ -12,7 +12,7 @@ __all__ = ["COMPARE_METHODS", "DEMO_METHODS", "DEMO_OPTIONS", "SLOW_METHODS", "d
 
 # Every registered method (a test keeps the two equal), in the order of the figure.
 DEMO_METHODS = ("gradient", "deconvnet", "guided_backprop", "gradient_x_input", "smoothgrad",
-                "integrated_gradients", "deeplift", "gradient_shap", "gradcam", "gradcam_pp",
+                "integrated_gradients", "deeplift", "gradient_shap", "lrp", "gradcam", "gradcam_pp",
                 "layercam", "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam",
                 "occlusion", "rise", "extremal_perturbation")
 # Thousands of passes per photo: left out of `evaluate compare` unless named.

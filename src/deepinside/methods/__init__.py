@@ -82,6 +82,7 @@ from . import (  # noqa: E402, F401
     hirescam,
     integrated_gradients,
     layercam,
+    lrp,
     occlusion,
     rise,
     scorecam,
