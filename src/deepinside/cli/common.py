@@ -72,6 +72,26 @@ def add_batch_size(p: argparse.ArgumentParser, default: int = 16) -> None:
                    help=f"photos per pass (default {default})")
 
 
+def add_sign_args(p: argparse.ArgumentParser) -> None:
+    """``--sign`` and ``--shared-scale``: how maps are drawn."""
+    p.add_argument("--sign", choices=("auto", "absolute", "positive", "negative", "all"),
+                   default="auto",
+                   help="draw |map|, its positive or negative part, or all of it on a diverging "
+                        "colour map centred on 0 (default auto: all for signed methods such as "
+                        "integrated_gradients or lrp, absolute for the others)")
+    p.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale for every map drawn (default: one per map)")
+
+
+def sign_of(method: str, sign: str) -> str:
+    """``sign``, or for ``auto`` ``all`` if the method is signed and ``absolute`` if not."""
+    from ..methods import is_signed
+
+    if sign != "auto":
+        return sign
+    return "all" if is_signed(method) else "absolute"
+
+
 # ----------------------------------------------------------------------------- model, names
 
 

@@ -49,29 +49,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo(ctx) -> list[Path]:
-    """One photo, every method side by side (``methods.png``)."""
-    import numpy as np
+def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
+    """One photo, every method in a grid with colour bars (``methods.png``).
 
+    Signed methods are drawn on a diverging colour map centred on 0 (``sign="auto"``), the
+    others as magnitudes; each panel has its own scale unless ``shared_scale``.
+    """
     from ..images import photo_maps
-    from ..render import heatmap, overlay, save_figure
+    from ..methods import signed_options
+    from ..render import save_map_grid
+    from .common import sign_of
 
     name, photo = ctx.photos[0]
-    row_maps, row_overlays, titles = [], [], []
+    panels = []
     target = None
     for m in DEMO_METHODS:
+        s = sign_of(m, sign)
         maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m,
-                                **DEMO_OPTIONS.get(m, {}))
+                                **DEMO_OPTIONS.get(m, {}), **signed_options(m, s))
         target = int(t[0])
-        mp = np.clip(maps[0], 0, None) if m == "occlusion" else maps[0]
-        row_maps.append(heatmap(mp))
-        row_overlays.append(overlay(photo, mp))
-        titles.append(m)
+        panels.append((m, maps[0], s))
     label = ctx.classifier.short_name(target)
-    path = save_figure([row_maps, row_overlays], ctx.out / "methods.png",
-                       [titles, [f"{t}: {label}" for t in titles]])
+    path = save_map_grid(ctx.out / "methods.png", photo, panels, shared_scale=shared_scale,
+                         title=f"{name}: every method explains {label!r}")
     ctx.notes.append(f"methods.png: {name} explained by {len(DEMO_METHODS)} methods "
-                     f"(`deepinside methods` lists them; RISE with 500 masks and extremal "
-                     f"perturbation with 100 steps)")
+                     f"(`deepinside methods` lists them; signed maps red for, blue against the "
+                     f"class; RISE with 500 masks and extremal perturbation with 100 steps)")
     return [path]
-

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from ..registry import Registry
 from ..saliency import saliency
 
-__all__ = ["METHODS", "MethodInfo", "get_method", "list_methods", "register_method"]
+__all__ = ["METHODS", "SIGNED", "MethodInfo", "get_method", "is_signed", "list_methods",
+           "register_method", "signed_options"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,30 @@ def get_method(name: str) -> Callable:
 def list_methods(pattern: str | None = None) -> dict[str, MethodInfo]:
     """The registered methods by name (those matching a glob ``pattern`` if one is given)."""
     return {n: METHODS[n] for n in METHODS.list(pattern)}
+
+
+# Methods whose map carries a sign (evidence for and against the class): their output, or
+# their ``reduce="sum"``, is signed. (To become ``MethodInfo.signed``.)
+SIGNED = frozenset({"gradient_x_input", "integrated_gradients", "deeplift", "gradient_shap",
+                    "lrp", "occlusion"})
+
+
+def is_signed(name: str) -> bool:
+    """Whether the method's map can carry a sign (see :data:`SIGNED`)."""
+    return METHODS.get(name).name in SIGNED
+
+
+def signed_options(name: str, sign: str) -> dict:
+    """The options that make the method's map keep its sign for drawing in ``sign``.
+
+    ``{"reduce": "sum"}`` for a signed method with a ``reduce`` option drawn in any sign but
+    ``"absolute"`` (their default ``"sum_abs"`` drops it); else nothing.
+    """
+    from ._common import accepts
+
+    if sign != "absolute" and is_signed(name) and accepts(get_method(name), "reduce"):
+        return {"reduce": "sum"}
+    return {}
 
 
 register_method(

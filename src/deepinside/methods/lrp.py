@@ -19,8 +19,9 @@ Rules of a linear layer ``z = f(x; w, b)`` (a convolution or a dense layer; zenn
 Rectifiers (every kind :mod:`.relu_rules` knows: ReLU, ReLU6, Hardtanh, as modules, functions,
 in place) and the other activation functions (SiLU, GELU, LeakyReLU, ELU, Hardswish) pass the
 relevance unchanged, as zennit's ``Pass``; additions of two activations of the same shape (skip
-connections) and average pooling split it in proportion to their inputs (zennit's ``Norm``, its
-``Sum`` canonizer); max pooling passes it to the maximum (the gradient). Batch norm is folded
+connections) and average pooling (modules, functions, and ``mean`` of a 4-d activation, timm's
+fast global pooling) split it in proportion to their inputs (zennit's ``Norm``, its ``Sum``
+canonizer); max pooling passes it to the maximum (the gradient). Batch norm is folded
 into the convolution before it by the engine's private copy (:mod:`deepinside.fastmodel`, the
 ``fast=True`` default; zennit's ``SequentialMergeBatchNorm`` canonizer); an unfolded batch norm
 passes the relevance unchanged, as zennit's composites do.
@@ -258,7 +259,8 @@ class _LRPMode(TorchFunctionMode):
             return func(*args, **kwargs)
         rest = {k: v for k, v in kwargs.items() if k not in ("input", "self")}
         tail = tuple(args[1:])
-        if getattr(func, "__name__", "") in _POOLS:
+        if getattr(func, "__name__", "") in _POOLS or (
+                func in (torch.mean, Tensor.mean) and x.requires_grad and x.dim() == 4):
             return _Norm.apply(lambda x_: func(x_, *tail, **rest), self,
                                self.opts["stabilizer"], x)
         if func is F.batch_norm or (func in _ACTIVATIONS and not kwargs.get("inplace")):
