@@ -21,6 +21,7 @@ from .common import (
     progress,
     resolve_class,
     sign_of,
+    signed_options,
 )
 
 OUTPUTS = ("_saliency.png", "_overlay.png", "_saliency.npy")
@@ -78,12 +79,12 @@ def draw(photo, m, label: str, png: Path, ovl: Path, sign: str,
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..images import photo_maps
-    from ..methods import get_method, signed_options
+    from ..methods import get_method
+    from ..photomaps import photo_maps
 
     method = lookup(get_method, args.method)
     sign = sign_of(args.method, args.sign)
-    options = signed_options(args.method, sign)
+    options = signed_options(args.method, sign)  # keep the sign where the method has one
     out = output_dir(args.out)
     clf = model_from_args(args)
     target = resolve_class(clf, args.target) if args.target is not None else None

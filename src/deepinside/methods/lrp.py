@@ -50,7 +50,7 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target
-from . import register_method
+from ._registry import register_method
 from .relu_rules import _parse
 
 __all__ = ["COMPOSITES", "RULES", "lrp", "lrp_rules"]
@@ -324,6 +324,7 @@ def lrp_rules(composite: str = "epsilon_plus_flat", **opts) -> Iterator[_LRPMode
     "rules (composite epsilon_plus_flat by default); signed",
     "Bach et al. 2015, https://doi.org/10.1371/journal.pone.0130140; Montavon et al. 2019, "
     "https://doi.org/10.1007/978-3-030-28954-6_10",
+    signed=True, order=75, report="full",
 )
 def lrp(
     model: Classifier | nn.Module,

@@ -8,7 +8,6 @@ from NumPy's global generator, so a metric run with ``seed=s`` equals Quantus ru
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,15 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import check_images, forward_logits
-from ..images import resize_maps
 from ..methods import get_method
 from ..methods._common import chunks, targets_and_logits
 from ..models import Classifier
+from ..ops import resize_maps
 from ..targets import Target
 
 __all__ = ["Boxes", "MethodArg", "boxes_masks", "class_targets", "explainer", "flat",
-           "normalise_by_max", "pearson", "predict", "prepare", "rank", "spearman_rows",
-           "with_module"]
+           "normalise_by_max", "pearson", "predict", "prepare", "rank", "spearman_rows"]
 
 Boxes = Sequence[Sequence[Sequence[float]]] | Tensor | None
 MethodArg = str | Callable | None
@@ -93,7 +91,7 @@ def boxes_masks(boxes: Boxes, images: Tensor, metric: str) -> Tensor:
             raise ValueError(f"{metric}: masks must be Tensor[{b}, {h}, {w}], got "
                              f"{tuple(boxes.shape)}")
         return (boxes != 0).to(images.device)
-    from ..evaluate.metrics import boxes_mask
+    from ..boxes import boxes_mask
 
     if len(boxes) != b:
         raise ValueError(f"{metric}: boxes= needs one list of boxes per image ({b}), "
@@ -152,16 +150,9 @@ def explainer(method: MethodArg, metric: str, options: dict | None = None,
     return explain
 
 
-def with_module(model: Classifier | nn.Module, module: nn.Module) -> Classifier | nn.Module:
-    """``model`` with its network replaced by ``module`` (a Classifier keeps its classes)."""
-    if isinstance(model, Classifier):
-        return dataclasses.replace(model, module=module)
-    return module
-
-
 def rank(x: Tensor) -> Tensor:
     """Average ranks (ties share their mean rank) along the last dimension, float64."""
-    from ..evaluate.faithfulness import _average_ranks
+    from .perturbation import _average_ranks
 
     return _average_ranks(x.reshape(-1, x.shape[-1])).view(x.shape)
 

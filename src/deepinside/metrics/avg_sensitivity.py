@@ -6,8 +6,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, MethodArg
+from ._registry import register_metric
 from ._robustness import noisy_map_distances, relative_change
 from .max_sensitivity import uniform_noise
 

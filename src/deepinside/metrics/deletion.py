@@ -6,8 +6,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, prepare
+from ._registry import register_metric
 
 __all__ = ["curve_auc", "deletion"]
 
@@ -36,7 +36,7 @@ def deletion(model: Classifier | nn.Module, images: Tensor, maps: Tensor,
 def curve_auc(mode: str, model: Classifier | nn.Module, images: Tensor, maps: Tensor,
               target: Target, **options) -> Tensor:
     """``Tensor[B]``: the area under the ``mode`` (deletion / insertion) curve."""
-    from ..evaluate.faithfulness import deletion_insertion
+    from .perturbation import deletion_insertion
 
     curves = deletion_insertion(model, images, prepare(images, maps), target, modes=(mode,),
                                 **options)

@@ -6,8 +6,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, flat, prepare
+from ._registry import register_metric
 
 __all__ = ["effective_complexity"]
 

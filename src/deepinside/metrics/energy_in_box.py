@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, boxes_masks, flat, prepare
+from ._registry import register_metric
 
 __all__ = ["energy_in_box"]
 
@@ -23,7 +23,7 @@ def energy_in_box(model: Classifier | nn.Module, images: Tensor, maps: Tensor,
                   target: Target = None, *, boxes: Boxes = None) -> Tensor:
     """``sum(max(a, 0) * s) / sum(max(a, 0))`` per photo, ``Tensor[B]``: 0 for a map with no
     positive value, NaN without a box pixel. Not in Quantus; the same number as
-    :func:`deepinside.evaluate.metrics.energy_in_boxes` (the localisation study's), batched.
+    :func:`deepinside.boxes.energy_in_boxes` (the localisation study's), batched.
 
     Args:
         model, target: unused.

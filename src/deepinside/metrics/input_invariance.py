@@ -5,25 +5,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..engine import module_of
+from ..engine import shift_undone
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
-from ._common import Boxes, MethodArg, class_targets, explainer, prepare, with_module
+from ._common import Boxes, MethodArg, class_targets, explainer, prepare
+from ._registry import register_metric
 
 __all__ = ["input_invariance"]
-
-
-class _Unshift(nn.Module):
-    """``net(x - shift)``: the network that sees shifted inputs as the original saw them."""
-
-    def __init__(self, net: nn.Module, shift: float) -> None:
-        super().__init__()
-        self.net = net
-        self.shift = shift
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x - self.shift)
 
 
 @register_metric(
@@ -55,7 +43,7 @@ def input_invariance(model: Classifier | nn.Module, images: Tensor, maps: Tensor
     explain = explainer(method, "input_invariance", method_options, fast)
     t = class_targets(model, images, target, fast)
     a = prepare(images, maps)
-    shifted = with_module(model, _Unshift(module_of(model), float(input_shift)))
+    shifted = shift_undone(model, input_shift)
     ap = explain(shifted, images.detach() + input_shift, t)
     close = (a - ap).abs() <= atol + rtol * ap.abs()
     return close.flatten(1).all(dim=1).double()

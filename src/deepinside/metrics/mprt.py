@@ -6,8 +6,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, MethodArg
+from ._registry import register_metric
 
 __all__ = ["mprt"]
 
@@ -28,8 +28,8 @@ def mprt(model: Classifier | nn.Module, images: Tensor, maps: Tensor, target: Ta
     (``return_last_correlation=True``), with the same similarity (Spearman of absolute
     maps) but deepinside's re-initialisation, so the numbers are not Quantus's draws.
     """
-    from ..evaluate.faithfulness import randomization_test
     from ._common import explainer
+    from .perturbation import randomization_test
 
     explainer(method, "mprt")  # the one "pass method=" message
     opts = dict(method_options or {})

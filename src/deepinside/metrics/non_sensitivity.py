@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from ..methods._common import chunks
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, class_targets, flat, predict, prepare
+from ._registry import register_metric
 
 __all__ = ["non_sensitivity"]
 

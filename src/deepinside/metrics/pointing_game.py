@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, boxes_masks, flat, prepare
+from ._registry import register_metric
 
 __all__ = ["pointing_game"]
 

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, MethodArg, class_targets, explainer, flat, normalise_by_max, prepare
+from ._registry import register_metric
 
 __all__ = ["random_logit", "ssim_1d"]
 

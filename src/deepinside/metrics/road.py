@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from ..models import Classifier
 from ..targets import Target
-from . import register_metric
 from ._common import Boxes, class_targets, flat, predict, prepare
+from ._registry import register_metric
 
 __all__ = ["noisy_linear_imputation", "road", "road_curve"]
 
