@@ -18,7 +18,7 @@ __all__ = ["input_invariance"]
     "input_invariance", "axiomatic",
     "1 if the map of x + shift on a network that undoes the shift equals the map of x",
     "Kindermans et al. 2019, https://arxiv.org/abs/1711.00867",
-    higher_is_better=True, needs=("method",),
+    higher_is_better=True, needs=("method",), cost="moderate",
 )
 def input_invariance(model: Classifier | nn.Module, images: Tensor, maps: Tensor,
                      target: Target = None, *, boxes: Boxes = None, method: MethodArg = None,
