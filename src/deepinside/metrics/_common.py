@@ -22,7 +22,8 @@ from ..ops import resize_maps
 from ..targets import Target
 
 __all__ = ["Boxes", "MethodArg", "boxes_masks", "class_targets", "explainer", "flat",
-           "normalise_by_max", "pearson", "predict", "prepare", "rank", "spearman_rows"]
+           "normalise_by_max", "pearson", "per_feature", "predict", "prepare", "rank",
+           "spearman_rows"]
 
 Boxes = Sequence[Sequence[Sequence[float]]] | Tensor | None
 MethodArg = str | Callable | None
@@ -111,6 +112,15 @@ def class_targets(model: Classifier | nn.Module, images: Tensor, target: Target,
     if not isinstance(t, Tensor):
         raise ValueError("metrics need one class per image as target, not a callable")
     return t
+
+
+def per_feature(model: Classifier | nn.Module, images: Tensor, maps: Tensor, target: Target,
+                *, abs: bool, normalise: bool, fast: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(targets Tensor[B], images detached, maps Tensor[B, C * H * W])``: what the metrics
+    that perturb colour values start from (the map repeated over the channels, as Quantus)."""
+    t = class_targets(model, images, target, fast)
+    prepared = prepare(images, maps, abs=abs, normalise=normalise)
+    return t, images.detach(), flat(prepared, images.shape[1])
 
 
 def predict(model: Classifier | nn.Module, x: Tensor, *, softmax: bool = False,

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..methods._common import chunks
 from ..models import Classifier
 from ..targets import Target
-from ._common import Boxes, class_targets, flat, pearson, predict, prepare
+from ._common import Boxes, pearson, per_feature, predict
 from ._registry import register_metric
 
 __all__ = ["faithfulness_correlation"]
@@ -45,10 +45,8 @@ def faithfulness_correlation(model: Classifier | nn.Module, images: Tensor, maps
         batch_size: perturbed images per forward pass.
         fast: the engine's batch-norm-folded copy.
     """
-    t = class_targets(model, images, target, fast)
-    x = images.detach()
+    t, x, a = per_feature(model, images, maps, target, abs=abs, normalise=normalise, fast=fast)
     b, c, h, w = x.shape
-    a = flat(prepare(images, maps, abs=abs, normalise=normalise), c)
     n = a.shape[1]
     if not 0 < subset_size < n:
         raise ValueError(f"faithfulness_correlation: subset_size must be between 1 and {n - 1}"

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..methods._common import chunks
 from ..models import Classifier
 from ..targets import Target
-from ._common import Boxes, class_targets, flat, predict, prepare, spearman_rows
+from ._common import Boxes, per_feature, predict, spearman_rows
 from ._registry import register_metric
 
 __all__ = ["monotonicity_correlation"]
@@ -56,10 +56,8 @@ def monotonicity_correlation(model: Classifier | nn.Module, images: Tensor, maps
         batch_size: perturbed images per forward pass.
         fast: the engine's batch-norm-folded copy.
     """
-    t = class_targets(model, images, target, fast)
-    x = images.detach()
+    t, x, a = per_feature(model, images, maps, target, abs=abs, normalise=normalise, fast=fast)
     b, c, h, w = x.shape
-    a = flat(prepare(images, maps, abs=abs, normalise=normalise), c)
     n = a.shape[1]
     step = features_in_step if features_in_step is not None else c * math.ceil(h * w / steps)
     if step < 1:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..methods._common import chunks
 from ..models import Classifier
 from ..targets import Target
-from ._common import Boxes, class_targets, flat, predict, prepare
+from ._common import Boxes, per_feature, predict
 from ._registry import register_metric
 
 __all__ = ["non_sensitivity"]
@@ -48,10 +48,8 @@ def non_sensitivity(model: Classifier | nn.Module, images: Tensor, maps: Tensor,
         steps: the number of groups when ``features_in_step`` is ``None``.
         batch_size, fast: images per forward pass; the engine's folded copy.
     """
-    t = class_targets(model, images, target, fast)
-    x = images.detach()
+    t, x, a = per_feature(model, images, maps, target, abs=abs, normalise=normalise, fast=fast)
     b, c, h, w = x.shape
-    a = flat(prepare(images, maps, abs=abs, normalise=normalise), c)
     n = a.shape[1]
     step = features_in_step or math.ceil(n / steps)
     k = math.ceil(n / step)
