@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.sparse import csc_matrix, lil_matrix
+from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import spsolve
 from torch import Tensor, nn
 
@@ -43,7 +43,7 @@ def noisy_linear_imputation(image: np.ndarray, indices: np.ndarray, noise: float
     known[ind] = False
     var = np.zeros(h * w, dtype=np.int64)
     var[ind] = np.arange(k)
-    a = lil_matrix((k, k))
+    rows_a, cols_a, vals_a = [np.arange(k)], [np.arange(k)], []
     rhs = np.zeros((k, c))
     total = np.ones(k)
     rows, cols = ind // w, ind % w
@@ -54,10 +54,13 @@ def noisy_linear_imputation(image: np.ndarray, indices: np.ndarray, noise: float
         ids = np.flatnonzero(valid)
         inside = known[nb]
         rhs[ids[inside]] -= weight * out[:, nb[inside]].T
-        a[ids[~inside], var[nb[~inside]]] = weight
+        rows_a.append(ids[~inside])
+        cols_a.append(var[nb[~inside]])
+        vals_a.append(np.full(int((~inside).sum()), weight))
         total[~valid] -= weight
-    a[np.arange(k), np.arange(k)] = -total
-    res = np.asarray(spsolve(csc_matrix(a), rhs)).reshape(k, c).T
+    a = csc_matrix((np.concatenate([-total, *vals_a]),
+                    (np.concatenate(rows_a), np.concatenate(cols_a))), shape=(k, k))
+    res = np.asarray(spsolve(a, rhs)).reshape(k, c).T
     draw = (rs or np.random).randn(*res.shape) if c > 1 else (rs or np.random).randn(k)
     out[:, ind] = res + noise * draw.reshape(res.shape)
     return out.reshape(c, h, w)
