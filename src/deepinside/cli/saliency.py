@@ -11,6 +11,7 @@ from .common import (
     add_batch_size,
     add_model_args,
     add_sign_args,
+    add_target_arg,
     claim_batch,
     count_done,
     lookup,
@@ -19,9 +20,9 @@ from .common import (
     output_dir,
     photo_batches,
     progress,
-    resolve_class,
     sign_of,
     signed_options,
+    target_from_args,
 )
 
 OUTPUTS = ("_saliency.png", "_overlay.png", "_saliency.npy")
@@ -32,8 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("saliency", help="the paper's saliency maps for photos")
     p.add_argument("images", nargs="+", help="files, directories or glob patterns")
     add_model_args(p)
-    p.add_argument("--target", "-t", default=None,
-                   help="class index or name (default: each photo's top-1 class)")
+    add_target_arg(p)
     p.add_argument("--method", default="gradient",
                    help="attribution method (default: gradient, the paper's)")
     p.add_argument("--out", "-o", default="deepinside-saliency", help="output directory")
@@ -46,9 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def outputs(out: Path, stem: str) -> list[Path]:
-    """The files written for one photo."""
-    return [out / f"{stem}{s}" for s in OUTPUTS]
+def outputs(out: Path, stem: str, k: int = 1) -> list[Path]:
+    """The files written for one photo (``k`` maps: ``<stem>_top<j>...`` for each)."""
+    stems = [stem] if k == 1 else [f"{stem}_top{j}" for j in range(1, k + 1)]
+    return [out / f"{s}{suffix}" for s in stems for suffix in OUTPUTS]
 
 
 def shrink(photo, max_side: int):
@@ -78,23 +79,26 @@ def draw(photo, m, label: str, png: Path, ovl: Path, sign: str,
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    from torch import Tensor
 
     from ..methods import get_method
     from ..photomaps import photo_maps
+    from ..targets import is_top_k
 
     method = lookup(get_method, args.method)
     sign = sign_of(args.method, args.sign)
     options = signed_options(args.method, sign)  # keep the sign where the method has one
     out = output_dir(args.out)
     clf = model_from_args(args)
-    target = resolve_class(clf, args.target) if args.target is not None else None
+    target = target_from_args(clf, args.target)
+    k = min(is_top_k(target) or 1, len(clf.class_names))
     failures = Failures()
     taken: dict[Path, Path] = {}
     written: list = []
     total, batches = photo_batches(args.images, args.batch_size, failures)
     with progress(total, "saliency") as bar:
         for batch in batches:
-            keep = claim_batch(batch, lambda p: outputs(out, p.stem), taken, args.overwrite,
+            keep = claim_batch(batch, lambda p: outputs(out, p.stem, k), taken, args.overwrite,
                                failures)
             if keep:
                 if args.max_side:
@@ -102,23 +106,26 @@ def run(args: argparse.Namespace) -> int:
                 photos = [p for _, p in keep]
                 maps, targets, _ = photo_maps(clf, photos, target, method=method,
                                               batch_size=len(photos), **options)
-                for (path, photo), m, t in zip(keep, maps, targets.tolist()):
-                    png, ovl, npy = outputs(out, path.stem)
+                labels = ([[clf.short_name(c) for c in row] for row in targets.reshape(
+                    len(keep), -1).tolist()] if isinstance(targets, Tensor)
+                          else [[args.target]] * len(keep))  # a sum of classes: as written
+                for (path, photo), ms, names in zip(keep, maps, labels):
+                    files = outputs(out, path.stem, k)
                     try:
-                        np.save(npy, m.astype(np.float32, copy=False))  # with its sign
-                        draw(photo, m, clf.short_name(t), png, ovl, sign)
-                        if args.shared_scale:
-                            written.append((path, photo, clf.short_name(t)))
+                        for j, m in enumerate(ms if ms.ndim == 3 else [ms]):
+                            png, ovl, npy = files[3 * j : 3 * j + 3]
+                            np.save(npy, m.astype(np.float32, copy=False))  # with its sign
+                            draw(photo, m, names[j], png, ovl, sign)
+                            if args.shared_scale:
+                                written.append((photo, names[j], png, ovl, npy))
                     except OSError as e:
                         failures(path, f"cannot write {e.filename or out}: {e.strerror or e}")
             bar.update(len(batch.items) + batch.failed)
     if written:  # again, at the largest limit of the run
         from ..render import map_limit, sign_part
 
-        limit = max(map_limit(sign_part(np.load(outputs(out, p.stem)[2]), sign))
-                    for p, _, _ in written)
-        for path, photo, label in written:
-            png, ovl, npy = outputs(out, path.stem)
+        limit = max(map_limit(sign_part(np.load(w[4]), sign)) for w in written)
+        for photo, label, png, ovl, npy in written:
             draw(photo, np.load(npy), label, png, ovl, sign, limit)
     print(f"wrote maps for {count_done(taken)} of {total} images to {out}", file=sys.stderr)
     return 1 if failures or not total else 0
