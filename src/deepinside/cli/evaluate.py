@@ -182,8 +182,46 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--workers", "-j", type=positive_int, default=1,
                    help="with --backend ray: model actors")
+    p.add_argument("--metrics", default=None,
+                   help="score with registered metrics instead (names, families, 'cheap' or "
+                        "'all'; `python -c 'import deepinside; print(list(deepinside."
+                        "list_metrics()))'`): a resumable run into --out, with per-photo lines, "
+                        "means with 95%% intervals and the significant differences")
+    p.add_argument("--out", "-o", default="deepinside-compare",
+                   help="with --metrics: the run directory (default deepinside-compare)")
+    p.add_argument("--seed", type=int, default=0, help="with --metrics: the random metrics' seed")
     add_backend_args(p)
     p.set_defaults(func=run_compare)
+
+
+def run_compare_metrics(args: argparse.Namespace, names: list[str]) -> int:
+    """``evaluate compare --metrics``: a run into ``--out`` (see :mod:`..evaluate.metrics_run`)."""
+    from ..evaluate import runner
+    from ..evaluate.metrics_run import compare_metrics, metrics_table
+    from ..metrics import resolve_metrics
+
+    try:
+        resolve_metrics(args.metrics)
+    except KeyError as e:
+        raise CLIError(str(e).strip("'\"")) from None
+    problems = Failures()
+    records = dataset_records(args.dataset, args.limit, problems)
+    clf = model_from_args(args)
+    failures = Failures()
+    try:
+        summary = compare_metrics(clf, records, args.out, names, args.metrics,
+                                  batch_size=args.batch_size, seed=args.seed,
+                                  backend=args.backend, on_problem=failures)
+    except (runner.RunMismatchError, runner.RunLockedError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{clf.name} on {summary['n_images']} photos of {args.dataset}; maps explain the "
+              f"true class; per photo in {args.out}/per_image.jsonl")
+        print(metrics_table(summary))
+    return 1 if failures or problems else 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -200,6 +238,9 @@ def run_compare(args: argparse.Namespace) -> int:
         raise CLIError("--methods is empty")
     for n in names:
         lookup(get_method, n)
+    if args.metrics is not None:
+        check_backend(args)
+        return run_compare_metrics(args, names)
     lookup(get_recipe, args.recipe)
     check_backend(args)
     problems = Failures()
