@@ -72,6 +72,7 @@ def compare_methods(
     backend: str = "local",
     workers: int = 1,
     ray_address: str | None = None,
+    ray_options=None,
 ) -> list[MethodScores]:
     """Score each method on the records (see the module docstring for the columns).
 
@@ -97,15 +98,18 @@ def compare_methods(
             ``ray_address`` or a local Ray.
         workers: ``ray`` only: the model actors.
         ray_address: ``ray`` only: see :func:`.runner.run_localization`.
+        ray_options: ``ray`` only: a :class:`.ray_backend.RayOptions` (join timeout, the
+            actors' CPUs and GPUs); ``ray_address``, if given, replaces its address.
 
     Returns:
         One :class:`MethodScores` per method, in the order given.
     """
     if backend == "ray":
-        from .ray_backend import compare_ray, require_ray
+        from .ray_backend import compare_ray, ray_options_with, require_ray
 
         require_ray()
-        return compare_ray(model, records, methods, workers=workers, address=ray_address,
+        return compare_ray(model, records, methods, workers=workers,
+                           ray_options=ray_options_with(ray_options, ray_address),
                            on_batch=on_batch, on_failure=on_failure, batch_size=batch_size,
                            steps=steps, recipe=recipe, smooth=smooth, deletion=deletion,
                            randomization=randomization)

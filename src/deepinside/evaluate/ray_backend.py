@@ -19,13 +19,17 @@ what is in flight is bounded by the actors' queues and the object store, not by 
 Resources: on a small machine Ray Data's defaults can starve a stage (a whole CPU per actor
 leaves none for the tasks that feed it, and the pipeline sits "backpressured"). So every stage
 asks for a fraction of a CPU (:data:`DECODE_CPUS`, :data:`ACTOR_CPUS`, :data:`SCORE_CPUS`); the
-actors take ``num_gpus=1`` instead where the cluster has GPUs. A local Ray started here gets the
+actors take ``num_gpus=1`` instead where the cluster has GPUs (both overridable:
+:class:`RayOptions`, ``--actor-cpus`` / ``--actor-gpus``). Each actor sizes torch's threads from
+the CPUs of the node it runs on, read inside the actor (:func:`actor_threads`). Which Ray, and
+joining it within a bounded time: :mod:`.ray_connect`. A local Ray started here gets the
 machine's cores and an object store of :data:`OBJECT_STORE_BYTES`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
@@ -34,10 +38,12 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from .datasets import Record
+from .ray_connect import DEFAULT_TIMEOUT, connect, filter_stderr
 from .scoring import ImageResult, ScoreTask, score_photo
 
-__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "compare_ray",
-           "ray_session", "require_ray", "run_ray"]
+__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "RayOptions",
+           "actor_threads", "compare_ray", "ray_options_with", "ray_session", "require_ray",
+           "run_ray"]
 
 DECODE_CPUS = 0.25
 ACTOR_CPUS = 0.5
@@ -56,26 +62,102 @@ def require_ray() -> None:
         raise ImportError(RAY_MISSING) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """Where the Ray backend runs and what its model actors ask for.
+
+    Attributes:
+        address: the cluster to join (``HOST:PORT``, ``"auto"``, ``"ray://HOST:10001"``);
+            ``None``: ``RAY_ADDRESS`` if set, else a local Ray (see :mod:`.ray_connect`).
+        timeout: seconds to reach and join the cluster before a one-line error.
+        actor_cpus: CPUs each model actor asks Ray for (default :data:`ACTOR_CPUS` on a
+            cluster without GPUs, none besides its GPU on one with GPUs); from 1 up, also its
+            torch threads.
+        actor_gpus: GPUs each model actor asks for (default 1 where the cluster has GPUs,
+            else 0).
+    """
+
+    address: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
+
+    def actor_resources(self) -> dict[str, float]:
+        """The Ray resources of one model actor (``num_cpus`` / ``num_gpus``)."""
+        gpus = self.actor_gpus if self.actor_gpus is not None else (1 if _gpus() else 0)
+        res: dict[str, float] = {}
+        if gpus:
+            res["num_gpus"] = gpus
+        if self.actor_cpus is not None:
+            res["num_cpus"] = self.actor_cpus
+        elif not gpus:
+            res["num_cpus"] = ACTOR_CPUS
+        return res
+
+
+def ray_options_with(options: RayOptions | None, address: str | None) -> RayOptions:
+    """``options`` (default :class:`RayOptions`), with ``address`` where one is given."""
+    options = options or RayOptions()
+    return dataclasses.replace(options, address=address) if address else options
+
+
 @contextlib.contextmanager
-def ray_session(address: str | None = None) -> Iterator[None]:
-    """Ray for the duration of a run: the one already initialised in this process, the
-    cluster at ``address`` (``"auto"``, ``"ray://host:10001"``), or else a local Ray on this
-    machine's cores (shut down at the end)."""
+def ray_session(options: RayOptions | None = None) -> Iterator[None]:
+    """Ray for the duration of a run: the one already initialised in this process, else the
+    cluster of ``options`` (:func:`.ray_connect.connect`), else a local Ray on this machine's
+    cores (shut down at the end).
+
+    Raises:
+        RayConnectError: the cluster cannot be joined within ``options.timeout``.
+    """
     import ray
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the driver's bar says enough
+    options = options or RayOptions()
+    for name, level in (("ray.data", logging.WARNING),  # the driver's bar says enough
+                        ("ray.data._internal.progress", logging.ERROR)):  # "bars disabled"
+        logging.getLogger(name).setLevel(level)
     if ray.is_initialized():
         yield
         return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES,
-                 include_dashboard=False, log_to_driver=False)
+    connect(options.address, options.timeout, object_store_memory=OBJECT_STORE_BYTES)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def actor_threads(actor_cpus: float | None, workers: int, reserve: int) -> int:
+    """Torch threads for a model actor, read inside the actor from the node it runs on.
+
+    ``actor_cpus`` from 1 up: that many (what the actor asked Ray for). Else the node's CPUs
+    shared between the actors that can land on it (at most ``workers``, at most one per CPU)
+    and ``reserve`` shares for the tasks beside them: ``cpus // (min(workers, cpus) +
+    reserve)``, at least 1.
+    """
+    import ray
+
+    if actor_cpus is not None and actor_cpus >= 1:
+        return int(actor_cpus)
+    cpus = float(os.cpu_count() or 1)
+    with contextlib.suppress(Exception):  # Ray's node table; this machine's cores if absent
+        here = ray.get_runtime_context().get_node_id()
+        cpus = next(n["Resources"].get("CPU", cpus) for n in ray.nodes()
+                    if n.get("NodeID") == here)
+    cpus_n = max(1, int(cpus))
+    return max(1, cpus_n // (min(max(1, workers), cpus_n) + reserve))
+
+
+def _actor_model(model_ref: list, sizing: tuple[float | None, int, int]):
+    """In a model actor: torch's threads for this node, and the model from the object store
+    (on the actor's GPU where it has one)."""
+    import ray
+    import torch
+
+    torch.set_num_threads(actor_threads(*sizing))
+    model = ray.get(model_ref[0])
+    if torch.cuda.is_available() and ray.get_gpu_ids():
+        model.module.to("cuda")
+    return model
 
 
 def _pack(*item: object) -> bytes:
@@ -116,14 +198,8 @@ class MapActor:
     """
 
     def __init__(self, model_ref: list, recipe, method: str, seed: int, batch_size: int,
-                 threads: int) -> None:
-        import ray
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        self.model = ray.get(model_ref[0])
-        if torch.cuda.is_available() and ray.get_gpu_ids():
-            self.model.module.to("cuda")
+                 sizing: tuple[float | None, int, int]) -> None:
+        self.model = _actor_model(model_ref, sizing)
         self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -200,38 +276,44 @@ def _quiet_context():
 
 
 def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[str, str], *,
-                  workers: int, batch_size: int, seed: int):
-    """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated)."""
+                  workers: int, batch_size: int, seed: int, options: RayOptions | None = None):
+    """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated; then the
+    actors start, each fetching the model put once in the object store, while the first
+    photos decode)."""
     import ray
     import ray.data
 
     _quiet_context()
+    options = options or RayOptions()
     workers = max(1, workers)
-    gpus = _gpus()
-    cpus = int(ray.cluster_resources().get("CPU", 1))
     model_ref = [ray.put(model)]  # in a list: the actors get the reference, and fetch it once
     items = [_pack("record", r, hashes[r.key]) for r in todo]
     ds = ray.data.from_items([{"key": r.key, "item": it} for r, it in zip(todo, items)],
                              override_num_blocks=max(1, -(-len(todo) // batch_size)))
     ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
-    actor_res = {"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}
     ds = ds.map_batches(
         MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
         fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
                                "seed": seed, "batch_size": batch_size,
-                               "threads": max(1, cpus // (workers + 1)) if not gpus else 1},
-        **actor_res)
+                               "sizing": (options.actor_cpus, workers, 1)},
+        **options.actor_resources())
     score_size = 1 if rec.segment == "grabcut" else batch_size
     return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
 
 
+# Ray Data's actor pool passes its actors their constructor through the object store and
+# restarts them (max_restarts=-1), and Ray's core then logs at error level on every run that
+# a restart would fail if those objects were lost; they live as long as the run.
+NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
+
+
 def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[str, str], *,
             workers: int, batch_size: int, seed: int, warn: Callable[[object, str], None],
-            address: str | None = None) -> None:
+            options: RayOptions | None = None) -> None:
     """Evaluate ``todo`` through the Ray Data pipeline; every line goes to ``sink``."""
-    with ray_session(address):
+    with ray_session(options), filter_stderr(NOISE):
         ds = build_dataset(model, todo, rec, method, hashes, workers=workers,
-                           batch_size=batch_size, seed=seed)
+                           batch_size=batch_size, seed=seed, options=options)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for raw in batch["item"]:
                 item = pickle.loads(raw)
@@ -251,14 +333,8 @@ class CompareActor:
     """
 
     def __init__(self, model_ref: list, methods: list[str], options: dict,
-                 threads: int) -> None:
-        import ray
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        self.model = ray.get(model_ref[0])
-        if torch.cuda.is_available() and ray.get_gpu_ids():
-            self.model.module.to("cuda")
+                 sizing: tuple[float | None, int, int]) -> None:
+        self.model = _actor_model(model_ref, sizing)
         self.methods, self.options = methods, options
 
     def __call__(self, batch: dict) -> dict:
@@ -274,33 +350,38 @@ class CompareActor:
 
 
 def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: int = 1,
-                address: str | None = None, on_batch: Callable[[int], None] | None = None,
+                ray_options: RayOptions | None = None,
+                on_batch: Callable[[int], None] | None = None,
                 on_failure: Callable[[object, str], None] | None = None, **options) -> list:
     """:func:`.compare.compare_methods` over a pool of ``workers`` model actors: each batch of
     records is scored in an actor, and the driver adds up the batches' sums (the same means as
     one process, up to the order of floating-point sums). ``options``: those of
-    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...)."""
+    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...).
+
+    ``on_batch`` hears of each batch as its actor finishes it; a data set of fewer than
+    ``workers`` batches is cut into smaller ones, so that every actor has work and the
+    progress moves before the end."""
     import ray
     import ray.data
 
     from .compare import MethodScores
 
+    ray_options = ray_options or RayOptions()
+    workers = max(1, workers)
     batch_size = int(options.get("batch_size", 16))
+    per_actor = max(1, min(batch_size, -(-len(records) // workers)))
     scores = {m: MethodScores(m) for m in methods}
     elapsed = dict.fromkeys(methods, 0.0)
-    with ray_session(address):
+    with ray_session(ray_options), filter_stderr(NOISE):
         _quiet_context()
-        gpus = _gpus()
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        workers = max(1, workers)
         ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
-                                 override_num_blocks=max(1, -(-len(records) // batch_size)))
+                                 override_num_blocks=max(1, -(-len(records) // per_actor)))
         ds = ds.map_batches(
-            CompareActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            CompareActor, batch_size=per_actor, compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs={"model_ref": [ray.put(model)], "methods": list(methods),
                                    "options": options,
-                                   "threads": 1 if gpus else max(1, cpus // workers)},
-            **({"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}))
+                                   "sizing": (ray_options.actor_cpus, workers, 0)},
+            **ray_options.actor_resources())
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for raw in batch["item"]:
                 _, parts, failed, n = pickle.loads(raw)

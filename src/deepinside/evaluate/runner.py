@@ -262,6 +262,7 @@ def run_localization(
     backend: str = "local",
     ray_address: str | None = None,
     retry_failed: bool = False,
+    ray_options=None,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
 
@@ -300,9 +301,12 @@ def run_localization(
             starting ``workers`` new ones; the caller shuts them down). ``local`` only.
         backend: ``"local"`` (this process and its workers) or ``"ray"`` (a Ray Data
             pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``).
-        ray_address: ``ray`` only: a cluster to join (``"auto"``, ``"ray://host:10001"``);
-            default: the Ray already initialised in this process, else a local one.
+        ray_address: ``ray`` only: a cluster to join (``HOST:PORT``, ``"auto"``,
+            ``"ray://host:10001"``); default: the Ray already initialised in this process,
+            else ``RAY_ADDRESS``, else a local one (:mod:`.ray_connect`).
         retry_failed: evaluate again the photos that failed in an earlier run into ``out``.
+        ray_options: ``ray`` only: a :class:`.ray_backend.RayOptions` (join timeout, the
+            actors' CPUs and GPUs); ``ray_address``, if given, replaces its address.
 
     Returns:
         The summary (also written to ``out/summary.json``), over the records of this call.
@@ -311,13 +315,15 @@ def run_localization(
         RunMismatchError: ``out`` holds a run made with other settings or annotations.
         RunLockedError: another evaluation is writing into ``out``.
         ValueError: an unknown backend. ImportError: ``ray`` without Ray installed.
+        RayConnectError: ``ray``: the cluster cannot be joined (the lock is released).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "ray":
-        from .ray_backend import require_ray
+        from .ray_backend import ray_options_with, require_ray
 
         require_ray()
+        ray_options = ray_options_with(ray_options, ray_address)
     rec = get_recipe(recipe)
     method = method or rec.method
     out = Path(out)
@@ -325,7 +331,7 @@ def run_localization(
     with _locked(out):
         _check_config(out, run_config(model, rec, method, seed))
         return _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
-                    on_problem, on_warning, pool, backend, ray_address, retry_failed)
+                    on_problem, on_warning, pool, backend, ray_options, retry_failed)
 
 
 class RecordSink:
@@ -411,7 +417,7 @@ def map_tasks(model, items: Sequence[Record], photos: Sequence, boxes: Sequence[
 
 
 def _run(model, records, out, rec, method, workers, batch_size, seed, show_progress,
-         on_problem, on_warning, pool, backend, ray_address, retry_failed) -> dict:
+         on_problem, on_warning, pool, backend, ray_options, retry_failed) -> dict:
     from tqdm import tqdm
 
     lines_path = out / PER_IMAGE
@@ -460,7 +466,7 @@ def _run(model, records, out, rec, method, workers, batch_size, seed, show_progr
                 from .ray_backend import run_ray
 
                 run_ray(model, todo, sink, rec, method, hashes, workers=workers,
-                        batch_size=batch_size, seed=seed, warn=warn, address=ray_address)
+                        batch_size=batch_size, seed=seed, warn=warn, options=ray_options)
             elif todo:
                 _run_local(model, todo, sink, rec, method, hashes, workers, batch_size, seed,
                            warn, pool)
