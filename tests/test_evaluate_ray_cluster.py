@@ -279,7 +279,8 @@ def test_two_nodes_give_the_local_records_through_the_address_and_ray_address(
                        "--out", str(out)], cluster.env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ray: 2 nodes, 2 CPUs" in done.stderr
-    assert "error" not in done.stderr.lower(), done.stderr[-3000:]  # no error-level noise
+    for noise in ("max_restarts", "Progress bars", "Traceback", " E "):  # Ray kept quiet
+        assert noise not in done.stderr, done.stderr[-3000:]
     assert strip(out / "per_image.jsonl") == strip(local / "per_image.jsonl")
 
     out = tmp_path / "env"  # RAY_ADDRESS alone, as `ray job submit` gives it
