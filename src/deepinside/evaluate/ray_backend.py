@@ -283,22 +283,31 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
     import ray
     import ray.data
 
-    _quiet_context()
+    ctx = _quiet_context()
     options = options or RayOptions()
     workers = max(1, workers)
     model_ref = [ray.put(model)]  # in a list: the actors get the reference, and fetch it once
     items = [_pack("record", r, hashes[r.key]) for r in todo]
-    ds = ray.data.from_items([{"key": r.key, "item": it} for r, it in zip(todo, items)],
-                             override_num_blocks=max(1, -(-len(todo) // batch_size)))
-    ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
-    ds = ds.map_batches(
-        MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
-                               "seed": seed, "batch_size": batch_size,
-                               "sizing": (options.actor_cpus, workers, 1)},
-        **options.actor_resources())
-    score_size = 1 if rec.segment == "grabcut" else batch_size
-    return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
+    block_size = ctx.target_max_block_size
+    # A block per photo out of every stage (the dataset keeps this context): each photo's
+    # line reaches the driver as soon as it is scored, and GrabCut spreads over one task per
+    # photo, instead of a task scoring a model batch's photos one after another and handing
+    # them over together at its end.
+    ctx.target_max_block_size = 1
+    try:
+        ds = ray.data.from_items([{"key": r.key, "item": it} for r, it in zip(todo, items)],
+                                 override_num_blocks=max(1, -(-len(todo) // batch_size)))
+        ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
+        ds = ds.map_batches(
+            MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
+                                   "seed": seed, "batch_size": batch_size,
+                                   "sizing": (options.actor_cpus, workers, 1)},
+            **options.actor_resources())
+        score_size = 1 if rec.segment == "grabcut" else batch_size
+        return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
+    finally:
+        ctx.target_max_block_size = block_size
 
 
 # Ray Data's actor pool passes its actors their constructor through the object store and

@@ -9,7 +9,8 @@ Which Ray (the first that applies):
    ``pip install 'ray[client]'``).
 2. ``RAY_ADDRESS``, when ``address`` is not given (what ``ray job submit`` gives the command
    it runs).
-3. Else a local Ray on this machine's cores, stopped at the end of the run.
+3. Else a new local Ray on this machine's cores, stopped at the end of the run (not the one
+   ``ray start`` may have left running here: ``ray.init()`` alone would join that one).
 
 Joining a cluster never passes ``num_cpus`` or an object store size (the cluster has its own).
 Before ``ray.init`` the address is probed, all within ``timeout`` seconds: a TCP connection
@@ -225,9 +226,8 @@ def _split(hostport: str) -> tuple[str, int]:
 
 
 def _quiet_ray_loggers() -> None:
-    # "Token authentication is enabled for this Ray cluster" and its like on every local start
-    for name in ("ray._private.authentication", "ray._private.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # "Token authentication is enabled for this Ray cluster" on every local start
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
 
 
 def connect(address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
@@ -249,8 +249,8 @@ def connect(address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
         return describe_cluster()
     _quiet_ray_loggers()
     address, origin = resolve_address(address)
-    if address is None:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1,
+    if address is None:  # "local": a new Ray even where `ray start` left one to find
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
                  object_store_memory=object_store_memory, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING)
         return describe_cluster()
