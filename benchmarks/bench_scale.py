@@ -71,11 +71,11 @@ def start_ray(nodes: int, address: str | None):
     raylets on this machine; returns what to shut down (or ``None``)."""
     import ray
 
-    from deepinside.evaluate.ray_backend import OBJECT_STORE_BYTES
-    from deepinside.evaluate.ray_connect import connect
+    from deepinside.evaluate import connect_ray
+    from deepinside.evaluate.ray_connect import OBJECT_STORE_BYTES
 
     if address or nodes <= 1:
-        print(connect(address, object_store_memory=OBJECT_STORE_BYTES), file=sys.stderr)
+        print(connect_ray(address), file=sys.stderr)
         return None
     from ray.cluster_utils import Cluster
 

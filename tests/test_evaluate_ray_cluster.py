@@ -30,8 +30,7 @@ from deepinside.evaluate.runner import run_localization
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'deepinside[ray]')")
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
 
-from deepinside.evaluate.ray_backend import RayOptions  # noqa: E402
-from deepinside.evaluate.ray_connect import RayConnectError  # noqa: E402
+from deepinside.evaluate import RayConnectError  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -108,8 +107,7 @@ def _run_on(records, out: Path, address: str, timeout: float) -> None:
     from test_evaluate import tiny
 
     run_localization(tiny(), records, out, recipe="gradcam-30", backend="ray",
-                     ray_options=RayOptions(address=address, timeout=timeout),
-                     show_progress=False)
+                     ray_address=address, ray_timeout=timeout, show_progress=False)
 
 
 def test_a_port_that_is_not_ray_fails_in_one_line_within_the_timeout(tmp_path):

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from .fastmodel import fast_copy
-from .layers import Layer, default_layer, find_layer, to_grid
+from .layers import Layer, find_layer, last_feature_map, to_grid
 from .models import Classifier
 from .targets import ScoreFn, Target, resolve_targets, target_scores
 
@@ -59,11 +59,14 @@ __all__ = [
     "LayerCapture",
     "capture_layer",
     "check_images",
+    "default_layer",
     "eval_mode",
     "forward_logits",
     "input_gradient",
+    "layer_replaced",
     "module_of",
     "network",
+    "trace",
 ]
 
 
@@ -287,6 +290,55 @@ def input_gradient(
     return grad, t, logits.detach()
 
 
+_DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def trace(module: nn.Module, images: Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """The layers of ``module`` and their output shapes on the first image of ``images``.
+
+    One forward pass of ``images[:1]`` in eval mode without gradients (flags restored); a
+    hook per named submodule, registered for this call, records ``(name, submodule, output
+    shape)`` in the order the forwards finish (a module that runs twice appears twice;
+    outputs that are not tensors are left out).
+    """
+    traced: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def hook(name: str):
+        def fn(m, _args, out):
+            if isinstance(out, Tensor):
+                traced.append((name, m, tuple(out.shape)))
+
+        return fn
+
+    try:
+        for name, m in module.named_modules():
+            if name:
+                handles.append(m.register_forward_hook(hook(name)))
+        with torch.no_grad(), eval_mode(module):
+            module(images[:1].detach())
+    finally:
+        for h in handles:
+            h.remove()
+    return traced
+
+
+def default_layer(module: nn.Module, images: Tensor) -> str:
+    """The last feature map of ``module`` on inputs like ``images``: its ``named_modules()`` name.
+
+    :func:`trace` read by :func:`deepinside.layers.last_feature_map` (see there for the rule);
+    cached per module and input shape.
+
+    Raises:
+        ValueError: the model has no layer with a spatial map.
+    """
+    key = tuple(images.shape[1:])
+    cache = _DEFAULTS.setdefault(module, {})
+    if key not in cache:
+        cache[key] = last_feature_map(module, trace(module, images), images.shape[-2:])
+    return cache[key]
+
+
 @dataclass
 class LayerCapture:
     """A layer's activations and the gradient of each image's class score with respect to them.
@@ -295,16 +347,19 @@ class LayerCapture:
         name: the layer's ``named_modules()`` name.
         activations: ``Tensor[B, C, h, w]`` (tokens laid on their grid without the prefix
             tokens, channels-last maps permuted: :func:`deepinside.layers.to_grid`).
-        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
+        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations (``None`` when captured
+            without gradients).
         targets: ``Tensor[B]`` classes (or the target callable).
         logits: ``Tensor[B, K]``.
+        output: the layer's output as the layer gave it (any layout), detached.
     """
 
     name: str
     activations: Tensor
-    gradients: Tensor
+    gradients: Tensor | None
     targets: Tensor | ScoreFn
     logits: Tensor
+    output: Tensor | None = None
 
 
 _SAME_LAYER: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -357,6 +412,7 @@ def capture_layer(
     *,
     layer: Layer = None,
     fast: bool = True,
+    gradients: bool = True,
 ) -> LayerCapture:
     """One forward and one backward pass (down to the layer only) for a batch.
 
@@ -369,9 +425,10 @@ def capture_layer(
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
         images: ``Tensor[B, C, H, W]``.
         target: one class per example (see :mod:`deepinside.targets`; not ``"top<k>"``).
-        layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
+        layer: ``None`` (:func:`default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+        gradients: ``False``: the forward pass only (``gradients`` is ``None``).
 
     Raises:
         ValueError: the layer cannot give a map (its output is not a spatial map of each
@@ -398,7 +455,7 @@ def capture_layer(
 
         handle = net.get_submodule(name).register_forward_hook(hook)
         try:
-            with torch.enable_grad():
+            with torch.set_grad_enabled(gradients):
                 logits = _check_logits(net(x))
                 if not leaves:
                     raise ValueError(f"layer {name!r} did not run in the forward pass")
@@ -407,27 +464,73 @@ def capture_layer(
                 if s.dim() != 1:
                     raise ValueError("layer methods explain one target per image; for top-k "
                                      "use deepinside.photo_maps (it repeats the images)")
-                act = leaves[-1]
-                (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
+                act, grad = leaves[-1], None
+                if gradients:
+                    (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
         finally:
             handle.remove()
+    output = act.detach()
     grid = {"layer": name, "image_size": tuple(images.shape[-2:]), "batch": images.shape[0]}
     try:
-        act = to_grid(net, act.detach(), **grid)
+        act = to_grid(net, output, **grid)
     except ValueError as e:
         raise ValueError(f"{e}; {_layer_hint(module, x, name)}") from None
+    grad = _grid_gradient(net, module, x, name, grad, grid) if gradients else None
+    return LayerCapture(name, act.contiguous().to(images.dtype),
+                        grad.contiguous().to(images.dtype) if grad is not None else None,
+                        t, logits.detach(), output)
+
+
+def _grid_gradient(net: nn.Module, module: nn.Module, x: Tensor, name: str,
+                   grad: Tensor | None, grid: dict) -> Tensor:
+    """The layer's gradient on the grid; an error if the scores do not reach its map."""
     if grad is None:
         raise ValueError(f"the class scores do not depend on layer {name!r}")
-    whole = grad
-    grad = to_grid(net, grad, **grid)
-    if whole.dim() == 3 and bool((whole != 0).any()) and not bool((grad != 0).any()):
+    on_grid = to_grid(net, grad, **grid)
+    if grad.dim() == 3 and bool((grad != 0).any()) and not bool((on_grid != 0).any()):
         raise ValueError(
             f"the class scores depend on layer {name!r} only through its class (prefix) "
             f"tokens: the gradient on its patch tokens is zero, so its map would be empty; "
             f"{_layer_hint(module, x, name)}")
-    act = act.contiguous().to(images.dtype)
-    grad = grad.contiguous().to(images.dtype)
-    return LayerCapture(name, act, grad, t, logits.detach())
+    return on_grid
+
+
+@contextlib.contextmanager
+def layer_replaced(
+    model: Classifier | nn.Module, example: Tensor, layer: str
+) -> Iterator[Callable[[Tensor, Tensor], Tensor]]:
+    """Within this block, ``logits(x, output) -> Tensor[n, K]``: the network on ``x`` with
+    ``layer``'s output replaced by ``output`` (``n`` rows: the part above the layer runs on
+    them, whatever the batch of ``x``).
+
+    The module itself runs (a forward hook on the caller's layer, registered for the block
+    and removed at its end), in eval mode, without gradients. For Ablation-CAM's passes.
+
+    Raises:
+        ValueError: the layer returns no tensor.
+    """
+    module = module_of(model)
+    replace: list[Tensor] = []
+
+    def hook(_m, _args, out):
+        if not isinstance(out, Tensor):
+            raise ValueError(f"layer {layer!r} returns {type(out).__name__}, not a tensor")
+        return replace[0] if replace else None
+
+    with network(model, example, fast=False) as logits_of, torch.no_grad():
+        handle = module.get_submodule(layer).register_forward_hook(hook)
+        try:
+
+            def logits(x: Tensor, output: Tensor) -> Tensor:
+                replace[:] = [output]
+                try:
+                    return logits_of(x)
+                finally:
+                    replace.clear()
+
+            yield logits
+        finally:
+            handle.remove()
 
 
 def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:

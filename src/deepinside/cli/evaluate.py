@@ -24,7 +24,6 @@ from .common import (
     positive_int,
     progress,
 )
-from .methods import COMPARE_METHODS, SLOW_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,24 +106,24 @@ def check_backend(args: argparse.Namespace) -> None:
             if getattr(args, name) is not None:
                 raise CLIError(f"--{name.replace('_', '-')} needs --backend ray")
         return
-    from ..evaluate.ray_backend import require_ray
+    from ..evaluate import get_backend
 
     try:
-        require_ray()
+        get_backend(args.backend).check()
     except ImportError as e:
         raise CLIError(str(e)) from None
 
 
-def ray_options(args: argparse.Namespace):
-    """The :class:`RayOptions` of the command line (``None`` for ``--backend local``)."""
+def ray_settings(args: argparse.Namespace) -> dict:
+    """The Ray backend's keyword arguments of :func:`deepinside.evaluate.run_localization` and
+    ``compare_methods`` from the command line (none for another backend)."""
     if args.backend != "ray":
-        return None
-    from ..evaluate.ray_backend import RayOptions
-    from ..evaluate.ray_connect import DEFAULT_TIMEOUT
-
-    return RayOptions(address=args.ray_address,
-                      timeout=DEFAULT_TIMEOUT if args.ray_timeout is None else args.ray_timeout,
-                      actor_cpus=args.actor_cpus, actor_gpus=args.actor_gpus)
+        return {}
+    settings = {"ray_address": args.ray_address, "actor_cpus": args.actor_cpus,
+                "actor_gpus": args.actor_gpus}
+    if args.ray_timeout is not None:
+        settings["ray_timeout"] = args.ray_timeout
+    return settings
 
 
 def connect_backend(args: argparse.Namespace) -> None:
@@ -134,14 +133,15 @@ def connect_backend(args: argparse.Namespace) -> None:
     Raises:
         CLIError: the cluster cannot be joined (one line: the address and the likely cause).
     """
-    options = ray_options(args)
-    if options is None:
+    if args.backend != "ray":
         return
-    from ..evaluate.ray_backend import OBJECT_STORE_BYTES
-    from ..evaluate.ray_connect import RayConnectError, connect
+    from ..evaluate import RayConnectError, connect_ray
 
+    settings = ray_settings(args)
     try:
-        said = connect(options.address, options.timeout, object_store_memory=OBJECT_STORE_BYTES)
+        said = connect_ray(settings["ray_address"],
+                           **({"timeout": settings["ray_timeout"]} if "ray_timeout" in settings
+                              else {}))
     except RayConnectError as e:
         raise CLIError(str(e)) from None
     Failures.say("ray", said.removeprefix("ray: "))
@@ -197,7 +197,7 @@ def run_localization(args: argparse.Namespace) -> int:
                                           batch_size=args.batch_size, seed=args.seed,
                                           on_problem=failed, on_warning=warn, pool=pool,
                                           backend=args.backend,
-                                          ray_options=ray_options(args),
+                                          **ray_settings(args),
                                           retry_failed=args.retry_failed)
     except (runner.RunMismatchError, runner.RunLockedError) as e:
         raise CLIError(str(e)) from None
@@ -221,9 +221,9 @@ def _register_compare(evaluate_subparsers) -> None:
         help="every attribution method on a labelled data set: pointing game, localisation, "
              "deletion / insertion, randomisation, speed",
     )
-    p.add_argument("--methods", default=",".join(COMPARE_METHODS),
-                   help="comma-separated method names (default: all but the slow "
-                        f"{', '.join(SLOW_METHODS)}, which run thousands of passes a photo)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names (default: all but the slow ones, which "
+                        "run thousands of passes a photo: cost 'slow' in `deepinside methods`)")
     p.add_argument("--dataset", required=True,
                    help="directory (or annotations file) of a labelled data set with boxes")
     p.add_argument("--limit", "-n", type=positive_int, default=None,
@@ -252,9 +252,12 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..evaluate.compare import compare_methods
     from ..evaluate.tables import methods_table
     from ..localize import get_recipe
-    from ..methods import get_method
+    from ..methods import get_method, method_names
 
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    if args.methods is None:
+        names = list(method_names(slow=False))
+    else:
+        names = [n.strip() for n in args.methods.split(",") if n.strip()]
     if not names:
         raise CLIError("--methods is empty")
     for n in names:
@@ -274,7 +277,7 @@ def run_compare(args: argparse.Namespace) -> int:
                                randomization=not args.no_randomization,
                                on_batch=bar.update, on_failure=failures,
                                backend=args.backend, workers=args.workers,
-                               ray_options=ray_options(args))
+                               **ray_settings(args))
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

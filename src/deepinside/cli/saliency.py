@@ -61,8 +61,8 @@ def shrink(photo, max_side: int):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..images import photo_maps
     from ..methods import get_method
+    from ..photomaps import photo_maps
     from ..render import heatmap, label_image, overlay, save_png
 
     method = lookup(get_method, args.method)

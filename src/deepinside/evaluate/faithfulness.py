@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import check_images, forward_logits, module_of
-from ..images import resize_maps
 from ..methods import get_method
 from ..methods._common import baseline_images, chunks, targets_and_logits
 from ..models import Classifier
+from ..ops import resize_maps
 from ..targets import ScoreFn, Target, take, target_scores
 
 __all__ = [

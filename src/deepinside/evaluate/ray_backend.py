@@ -7,10 +7,12 @@
 
 The driver (:func:`.runner.run_localization`) keeps everything that makes a run safe: the lock
 on ``--out``, the config check, resume, and writing ``per_image.jsonl`` through its one
-:class:`.runner.RecordSink`. The stages run the very functions of the local backend
-(:func:`deepinside.images.open_photo`, :func:`.runner.fit_record_boxes`,
-:func:`.runner.map_tasks`, :func:`.scoring.score_photo`), so a deterministic recipe gives the
-same records. A photo that fails anywhere becomes a failure row that flows on to the driver.
+:class:`.rundir.RecordSink`. The stages run the very functions of the local backend
+(:func:`deepinside.images.open_photo`, :func:`.stages.fit_record_boxes`,
+:func:`.stages.map_tasks`, :func:`.scoring.score_photo`), so a deterministic recipe gives the
+same records. ``evaluate compare`` runs :func:`.stages.score_methods` on batches of records in
+model actors; the driver merges their rows (:meth:`.stages.MethodScores.merge`). A photo that
+fails anywhere becomes a failure row that flows on to the driver.
 
 Rows travel as ``{"key": str, "item": bytes}`` (a pickled tuple), so photos and maps of any size
 and failures of any kind share one Arrow schema. Ray Data streams the blocks with backpressure:
@@ -20,16 +22,16 @@ Resources: on a small machine Ray Data's defaults can starve a stage (a whole CP
 leaves none for the tasks that feed it, and the pipeline sits "backpressured"). So every stage
 asks for a fraction of a CPU (:data:`DECODE_CPUS`, :data:`ACTOR_CPUS`, :data:`SCORE_CPUS`); the
 actors take ``num_gpus=1`` instead where the cluster has GPUs (both overridable:
-:class:`RayOptions`, ``--actor-cpus`` / ``--actor-gpus``). Each actor sizes torch's threads from
-the CPUs of the node it runs on, read inside the actor (:func:`actor_threads`). Which Ray, and
-joining it within a bounded time: :mod:`.ray_connect`. A local Ray started here gets the
-machine's cores and an object store of :data:`OBJECT_STORE_BYTES`.
+``actor_cpus`` / ``actor_gpus`` of the spec, ``--actor-cpus`` / ``--actor-gpus``). Each actor
+sizes torch's threads from the CPUs of the node it runs on, read inside the actor
+(:func:`actor_threads`). Which Ray, and joining it within a bounded time: :mod:`.ray_connect`
+(a local Ray started there gets the machine's cores and an object store of
+:data:`.ray_connect.OBJECT_STORE_BYTES`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import pickle
@@ -37,18 +39,20 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .backend import CompareSpec, RunSpec, register_backend
 from .datasets import Record
-from .ray_connect import DEFAULT_TIMEOUT, connect, filter_stderr
+from .ray_connect import DEFAULT_TIMEOUT, OBJECT_STORE_BYTES, connect_ray, filter_stderr
+from .rundir import RecordSink
 from .scoring import ImageResult, ScoreTask, score_photo
+from .stages import MethodScores, fit_record_boxes, map_tasks, score_methods
 
-__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "RayOptions",
-           "actor_threads", "compare_ray", "ray_options_with", "ray_session", "require_ray",
+__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "RayBackend",
+           "actor_resources", "actor_threads", "compare_ray", "ray_session", "require_ray",
            "run_ray"]
 
 DECODE_CPUS = 0.25
 ACTOR_CPUS = 0.5
 SCORE_CPUS = 0.5
-OBJECT_STORE_BYTES = 512 * 1024**2
 
 RAY_MISSING = "the ray backend needs Ray: pip install 'deepinside[ray]'"
 
@@ -62,68 +66,43 @@ def require_ray() -> None:
         raise ImportError(RAY_MISSING) from None
 
 
-@dataclasses.dataclass(frozen=True)
-class RayOptions:
-    """Where the Ray backend runs and what its model actors ask for.
-
-    Attributes:
-        address: the cluster to join (``HOST:PORT``, ``"auto"``, ``"ray://HOST:10001"``);
-            ``None``: ``RAY_ADDRESS`` if set, else a local Ray (see :mod:`.ray_connect`).
-        timeout: seconds to reach and join the cluster before a one-line error.
-        actor_cpus: CPUs each model actor asks Ray for (default :data:`ACTOR_CPUS` on a
-            cluster without GPUs, none besides its GPU on one with GPUs); from 1 up, also its
-            torch threads.
-        actor_gpus: GPUs each model actor asks for (default 1 where the cluster has GPUs,
-            else 0).
-    """
-
-    address: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    actor_cpus: float | None = None
-    actor_gpus: float | None = None
-
-    def actor_resources(self) -> dict[str, float]:
-        """The Ray resources of one model actor (``num_cpus`` / ``num_gpus``)."""
-        gpus = self.actor_gpus if self.actor_gpus is not None else (1 if _gpus() else 0)
-        res: dict[str, float] = {}
-        if gpus:
-            res["num_gpus"] = gpus
-        if self.actor_cpus is not None:
-            res["num_cpus"] = self.actor_cpus
-        elif not gpus:
-            res["num_cpus"] = ACTOR_CPUS
-        return res
-
-
-def ray_options_with(options: RayOptions | None, address: str | None) -> RayOptions:
-    """``options`` (default :class:`RayOptions`), with ``address`` where one is given."""
-    options = options or RayOptions()
-    return dataclasses.replace(options, address=address) if address else options
-
-
 @contextlib.contextmanager
-def ray_session(options: RayOptions | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     """Ray for the duration of a run: the one already initialised in this process, else the
-    cluster of ``options`` (:func:`.ray_connect.connect`), else a local Ray on this machine's
-    cores (shut down at the end).
+    cluster at ``address`` or in ``RAY_ADDRESS``, else a new local Ray on this machine's cores
+    (shut down at the end); see :func:`.ray_connect.connect_ray`.
 
     Raises:
-        RayConnectError: the cluster cannot be joined within ``options.timeout``.
+        RayConnectError: the cluster cannot be joined within ``timeout`` (one line).
     """
     import ray
 
-    options = options or RayOptions()
     for name, level in (("ray.data", logging.WARNING),  # the driver's bar says enough
                         ("ray.data._internal.progress", logging.ERROR)):  # "bars disabled"
         logging.getLogger(name).setLevel(level)
     if ray.is_initialized():
         yield
         return
-    connect(options.address, options.timeout, object_store_memory=OBJECT_STORE_BYTES)
+    connect_ray(address, timeout)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def actor_resources(actor_cpus: float | None, actor_gpus: float | None) -> dict[str, float]:
+    """The Ray resources of one model actor: ``actor_gpus`` GPUs (default 1 where the
+    cluster has GPUs, else 0) and ``actor_cpus`` CPUs (default :data:`ACTOR_CPUS` without a
+    GPU, no request besides the GPU with one)."""
+    gpus = actor_gpus if actor_gpus is not None else (1 if _gpus() else 0)
+    res: dict[str, float] = {}
+    if gpus:
+        res["num_gpus"] = gpus
+    if actor_cpus is not None:
+        res["num_cpus"] = actor_cpus
+    elif not gpus:
+        res["num_cpus"] = ACTOR_CPUS
+    return res
 
 
 def actor_threads(actor_cpus: float | None, workers: int, reserve: int) -> int:
@@ -147,19 +126,6 @@ def actor_threads(actor_cpus: float | None, workers: int, reserve: int) -> int:
     return max(1, cpus_n // (min(max(1, workers), cpus_n) + reserve))
 
 
-def _actor_model(model_ref: list, sizing: tuple[float | None, int, int]):
-    """In a model actor: torch's threads for this node, and the model from the object store
-    (on the actor's GPU where it has one)."""
-    import ray
-    import torch
-
-    torch.set_num_threads(actor_threads(*sizing))
-    model = ray.get(model_ref[0])
-    if torch.cuda.is_available() and ray.get_gpu_ids():
-        model.module.to("cuda")
-    return model
-
-
 def _pack(*item: object) -> bytes:
     return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -175,7 +141,6 @@ def decode_batch(batch: dict) -> dict:
     notes)`` or ``("failed", key, hash, reason, notes)``.
     """
     from ..images import ImageLoadError, open_photo
-    from .runner import fit_record_boxes
 
     out = []
     for raw in batch["item"]:
@@ -191,7 +156,22 @@ def decode_batch(batch: dict) -> dict:
     return _rows(list(batch["key"]), out)
 
 
-class MapActor:
+class _ModelActor:
+    """A model actor: torch threads for its node (:func:`actor_threads` of ``sizing``), the
+    model fetched once from the object store (``model_ref``: a one-element list holding its
+    reference) and moved to the actor's GPU if it has one."""
+
+    def __init__(self, model_ref: list, sizing: tuple[float | None, int, int]) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(actor_threads(*sizing))
+        self.model = ray.get(model_ref[0])
+        if torch.cuda.is_available() and ray.get_gpu_ids():
+            self.model.module.to("cuda")
+
+
+class MapActor(_ModelActor):
     """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
 
     In: stage 1's rows. Out: ``("task", ScoreTask, notes)`` or ``("failed", ...)``.
@@ -199,13 +179,11 @@ class MapActor:
 
     def __init__(self, model_ref: list, recipe, method: str, seed: int, batch_size: int,
                  sizing: tuple[float | None, int, int]) -> None:
-        self.model = _actor_model(model_ref, sizing)
+        super().__init__(model_ref, sizing)
         self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
 
     def __call__(self, batch: dict) -> dict:
         from PIL import Image
-
-        from .runner import map_tasks
 
         keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
         for key, raw in zip(batch["key"], batch["item"]):
@@ -275,8 +253,7 @@ def _quiet_context():
     return ctx
 
 
-def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[str, str], *,
-                  workers: int, batch_size: int, seed: int, options: RayOptions | None = None):
+def build_dataset(spec: RunSpec, todo: Sequence[Record]):
     """The Ray Data pipeline of a run (lazy: nothing runs until it is iterated; then the
     actors start, each fetching the model put once in the object store, while the first
     photos decode)."""
@@ -284,9 +261,8 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
     import ray.data
 
     ctx = _quiet_context()
-    options = options or RayOptions()
-    workers = max(1, workers)
-    model_ref = [ray.put(model)]  # in a list: the actors get the reference, and fetch it once
+    workers, batch_size, hashes = max(1, spec.workers), spec.batch_size, spec.hashes
+    model_ref = [ray.put(spec.model)]  # in a list: the actors get the reference, fetch it once
     items = [_pack("record", r, hashes[r.key]) for r in todo]
     block_size = ctx.target_max_block_size
     # A block per photo out of every stage (the dataset keeps this context): each photo's
@@ -300,11 +276,12 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
         ds = ds.map_batches(decode_batch, batch_size=batch_size, num_cpus=DECODE_CPUS)
         ds = ds.map_batches(
             MapActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"model_ref": model_ref, "recipe": rec, "method": method,
-                                   "seed": seed, "batch_size": batch_size,
-                                   "sizing": (options.actor_cpus, workers, 1)},
-            **options.actor_resources())
-        score_size = 1 if rec.segment == "grabcut" else batch_size
+            fn_constructor_kwargs={"model_ref": model_ref, "recipe": spec.recipe,
+                                   "method": spec.method, "seed": spec.seed,
+                                   "batch_size": batch_size,
+                                   "sizing": (spec.actor_cpus, workers, 1)},
+            **actor_resources(spec.actor_cpus, spec.actor_gpus))
+        score_size = 1 if spec.recipe.segment == "grabcut" else batch_size
         return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
     finally:
         ctx.target_max_block_size = block_size
@@ -316,13 +293,11 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
 NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
 
 
-def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[str, str], *,
-            workers: int, batch_size: int, seed: int, warn: Callable[[object, str], None],
-            options: RayOptions | None = None) -> None:
+def run_ray(spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
     """Evaluate ``todo`` through the Ray Data pipeline; every line goes to ``sink``."""
-    with ray_session(options), filter_stderr(NOISE):
-        ds = build_dataset(model, todo, rec, method, hashes, workers=workers,
-                           batch_size=batch_size, seed=seed, options=options)
+    warn = spec.warn
+    with ray_session(spec.address, spec.ray_timeout), filter_stderr(NOISE):
+        ds = build_dataset(spec, todo)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for raw in batch["item"]:
                 item = pickle.loads(raw)
@@ -336,36 +311,31 @@ def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[
                     sink.failure(item[1], item[2], item[3])
 
 
-class CompareActor:
-    """``evaluate compare`` on a batch of records in a model actor: the local
-    :func:`.compare.compare_methods` on the batch; out, its sums per method and its failures.
+class CompareActor(_ModelActor):
+    """``evaluate compare`` on a batch of records in a model actor:
+    :func:`.stages.score_methods` on the batch; out, its rows and its failures.
     """
 
-    def __init__(self, model_ref: list, methods: list[str], options: dict,
+    def __init__(self, model_ref: list, methods: list[str], spec: CompareSpec,
                  sizing: tuple[float | None, int, int]) -> None:
-        self.model = _actor_model(model_ref, sizing)
-        self.methods, self.options = methods, options
+        super().__init__(model_ref, sizing)
+        self.methods, self.spec = methods, spec
 
     def __call__(self, batch: dict) -> dict:
-        from .compare import compare_methods
-
         records = [pickle.loads(raw) for raw in batch["item"]]
         failed: list[tuple[str, str]] = []
-        rows = compare_methods(self.model, records, self.methods, **self.options,
-                               on_failure=lambda p, why: failed.append((str(p), why)))
-        part = _pack("part", [(r.method, r.images, r.ms_per_image, dict(r._sums))
-                              for r in rows], failed, len(records))
+        rows = score_methods(self.model, records, self.methods, self.spec,
+                             on_failure=lambda p, why: failed.append((str(p), why)))
+        part = _pack("part", rows, failed, len(records))
         return _rows([records[0].key if records else ""], [part])
 
 
-def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: int = 1,
-                ray_options: RayOptions | None = None,
+def compare_ray(model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
                 on_batch: Callable[[int], None] | None = None,
-                on_failure: Callable[[object, str], None] | None = None, **options) -> list:
-    """:func:`.compare.compare_methods` over a pool of ``workers`` model actors: each batch of
-    records is scored in an actor, and the driver adds up the batches' sums (the same means as
-    one process, up to the order of floating-point sums). ``options``: those of
-    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...).
+                on_failure: Callable[[object, str], None] | None = None) -> list[MethodScores]:
+    """:func:`.stages.score_methods` over a pool of ``spec.workers`` model actors: each batch
+    of records is scored in an actor, and the driver merges the batches' rows (the same means
+    as one process, up to the order of floating-point sums).
 
     ``on_batch`` hears of each batch as its actor finishes it; a data set of fewer than
     ``workers`` batches is cut into smaller ones, so that every actor has work and the
@@ -373,40 +343,50 @@ def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: in
     import ray
     import ray.data
 
-    from .compare import MethodScores
-
-    ray_options = ray_options or RayOptions()
-    workers = max(1, workers)
-    batch_size = int(options.get("batch_size", 16))
-    per_actor = max(1, min(batch_size, -(-len(records) // workers)))
     scores = {m: MethodScores(m) for m in methods}
-    elapsed = dict.fromkeys(methods, 0.0)
-    with ray_session(ray_options), filter_stderr(NOISE):
+    workers = max(1, spec.workers)
+    per_actor = max(1, min(spec.batch_size, -(-len(records) // workers)))
+    with ray_session(spec.address, spec.ray_timeout), filter_stderr(NOISE):
         _quiet_context()
         ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
                                  override_num_blocks=max(1, -(-len(records) // per_actor)))
         ds = ds.map_batches(
             CompareActor, batch_size=per_actor, compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs={"model_ref": [ray.put(model)], "methods": list(methods),
-                                   "options": options,
-                                   "sizing": (ray_options.actor_cpus, workers, 0)},
-            **ray_options.actor_resources())
+                                   "spec": spec, "sizing": (spec.actor_cpus, workers, 0)},
+            **actor_resources(spec.actor_cpus, spec.actor_gpus))
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for raw in batch["item"]:
-                _, parts, failed, n = pickle.loads(raw)
+                _, rows, failed, n = pickle.loads(raw)
                 for path, why in failed:
                     if on_failure is not None:
                         on_failure(path, why)
-                for name, images, ms, sums in parts:
-                    s = scores[name]
-                    for key, (total, count) in sums.items():  # sums and counts add up
-                        old_total, old_n = s._sums.get(key, (0.0, 0))
-                        s._sums[key] = (old_total + total, old_n + count)
-                        setattr(s, key, s._sums[key][0] / s._sums[key][1])
-                    if images:
-                        elapsed[name] += ms * images / 1000.0
-                        s.images += images
-                        s.ms_per_image = 1000.0 * elapsed[name] / s.images
+                for row in rows:
+                    scores[row.method].merge(row)
                 if on_batch is not None:
                     on_batch(n)
     return [scores[m] for m in methods]
+
+
+class RayBackend:
+    """``backend="ray"``: a Ray Data pipeline (:func:`run_ray`), model actors for comparisons
+    (:func:`compare_ray`)."""
+
+    name = "ray"
+
+    def check(self) -> None:
+        """See :func:`require_ray`."""
+        require_ray()
+
+    def localize(self, spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """See :func:`run_ray`."""
+        run_ray(spec, todo, sink)
+
+    def compare(self, model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
+                on_batch: Callable[[int], None] | None,
+                on_failure: Callable[[object, str], None] | None) -> list[MethodScores]:
+        """See :func:`compare_ray`."""
+        return compare_ray(model, records, methods, spec, on_batch, on_failure)
+
+
+register_backend(RayBackend())

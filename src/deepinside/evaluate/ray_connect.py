@@ -37,10 +37,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["DEFAULT_TIMEOUT", "RayConnectError", "connect", "describe_cluster",
-           "filter_stderr", "quiet_stderr", "resolve_address"]
+__all__ = ["DEFAULT_TIMEOUT", "OBJECT_STORE_BYTES", "RayConnectError", "connect_ray",
+           "describe_cluster", "filter_stderr", "quiet_stderr", "resolve_address"]
 
 DEFAULT_TIMEOUT = 30.0
+OBJECT_STORE_BYTES = 512 * 1024**2  # a local Ray's object store
 TOKEN_FILE = "~/.ray/auth_token"
 
 
@@ -51,7 +52,7 @@ class RayConnectError(ConnectionError):
 def resolve_address(address: str | None) -> tuple[str | None, str]:
     """``(address, where it came from)``: ``address`` if given, else ``RAY_ADDRESS``, else
     ``(None, "")`` (a local Ray). The origin is ``""`` or ``" (from RAY_ADDRESS)"``; ``auto``
-    is returned as it is (Ray resolves it, see :func:`connect`)."""
+    is returned as it is (Ray resolves it, see :func:`connect_ray`)."""
     if address:
         return address, ""
     env = os.environ.get("RAY_ADDRESS", "").strip()
@@ -230,15 +231,16 @@ def _quiet_ray_loggers() -> None:
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
 
 
-def connect(address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
-            num_cpus: int | None = None, object_store_memory: int | None = None) -> str:
+def connect_ray(address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+            num_cpus: int | None = None, object_store_memory: int = OBJECT_STORE_BYTES) -> str:
     """Initialise Ray in this process (see the module docstring for which Ray) and return a
     one-line description of it; nothing if Ray is already initialised.
 
     Args:
         address: ``--ray-address`` (``HOST:PORT``, ``auto``, ``ray://HOST:PORT``) or ``None``.
         timeout: seconds to reach and join a cluster (not used for a local Ray).
-        num_cpus, object_store_memory: a local Ray's (never passed when joining a cluster).
+        num_cpus, object_store_memory: a local Ray's (default: this machine's cores,
+            :data:`OBJECT_STORE_BYTES`; never passed when joining a cluster).
 
     Raises:
         RayConnectError: the cluster cannot be joined (one line: the address and why).

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from ..engine import network
 from ..models import Classifier
 from ..targets import Target, take, target_scores
-from . import register_method
 from ._common import Progress, baseline_images, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["rise", "rise_masks"]
 
@@ -66,6 +66,7 @@ def rise_masks(count: int, size: tuple[int, int], grid: int = 7, p: float = 0.5,
     "rise",
     "RISE: the class probability averaged over random smooth masks that keep each pixel",
     "Petsiuk, Das & Saenko 2018, https://arxiv.org/abs/1806.07421",
+    cost="slow", order=170, demo={"masks": 500},
 )
 def rise(
     model: Classifier | nn.Module,
