@@ -186,7 +186,7 @@ class RealCluster:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in reversed(self.procs):
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)

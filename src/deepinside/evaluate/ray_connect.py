@@ -79,14 +79,22 @@ def _auth_hint() -> str:
             "RAY_AUTH_TOKEN); `ray get-auth-token` on the head prints it")
 
 
+def _saved_stderr() -> int | None:
+    """A duplicate of file descriptor 2 (``sys.stderr`` flushed first), or ``None`` where it is
+    not a real file (as under some test runners)."""
+    try:
+        sys.stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """File descriptor 2 goes to a temporary file for the duration (Ray's C++ core writes its
     warnings there, past Python's ``sys.stderr``); nothing is shown."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     with tempfile.TemporaryFile() as sink:
@@ -104,10 +112,8 @@ def filter_stderr(noise: tuple[bytes, ...]) -> Iterator[None]:
     are dropped (Ray's C++ core logs there, past Python's ``sys.stderr``); everything else
     passes at once, a progress bar's partial lines included. Child processes started meanwhile
     write through the filter too. Does nothing where fd 2 is not a real file."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     read, write = os.pipe()
