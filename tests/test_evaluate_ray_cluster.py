@@ -125,6 +125,34 @@ def test_a_port_that_is_not_ray_fails_in_one_line_within_the_timeout(tmp_path):
     assert lock_is_free(out)
 
 
+def test_an_actor_sizes_its_threads_from_its_own_node(monkeypatch):
+    from deepinside.evaluate import ray_backend
+
+    class Here:
+        def get_node_id(self) -> str:
+            return "small"
+
+    nodes = [{"NodeID": "big", "Resources": {"CPU": 64.0}},
+             {"NodeID": "small", "Resources": {"CPU": 8.0}}]
+    monkeypatch.setattr(ray, "get_runtime_context", Here)
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    assert ray_backend.actor_threads(None, 3, 1) == 2  # 8 // (3 actors + the tasks' share)
+    assert ray_backend.actor_threads(None, 16, 0) == 1  # up to 8 of them fit on 8 CPUs
+    assert ray_backend.actor_threads(None, 1, 0) == 8  # not 72, the cluster's
+    assert ray_backend.actor_threads(4.0, 3, 1) == 4  # --actor-cpus 4: four threads
+    nodes[1]["Resources"] = {"CPU": 1.0}
+    assert ray_backend.actor_threads(None, 2, 1) == 1  # a 1-CPU node: never 0
+
+
+def test_ray_options_need_the_ray_backend(tmp_path, capsys):
+    from deepinside.cli import main
+
+    for flag, value in (("--actor-cpus", "2"), ("--ray-timeout", "5"),
+                        ("--ray-address", "auto")):
+        assert main(["evaluate", "localization", "-d", str(tmp_path), flag, value]) == 2
+        assert f"{flag} needs --backend ray" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- a real cluster
 
 
