@@ -153,6 +153,24 @@ def test_ray_options_need_the_ray_backend(tmp_path, capsys):
         assert f"{flag} needs --backend ray" in capsys.readouterr().err
 
 
+def test_an_http_port_is_not_taken_for_ray(tmp_path):
+    import http.server
+    import threading
+
+    records = _synthetic(tmp_path)
+    server = http.server.HTTPServer(("", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(RayConnectError, match="something else listens there") as e:
+            _run_on(records, tmp_path / "out", f"127.0.0.1:{server.server_port}", 20)
+        assert time.monotonic() - t0 < 10
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "\n" not in str(e.value) and "6379" in str(e.value)
+
+
 # ----------------------------------------------------------------------------- a real cluster
 
 

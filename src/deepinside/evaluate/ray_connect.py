@@ -14,8 +14,10 @@ Which Ray (the first that applies):
 
 Joining a cluster never passes ``num_cpus`` or an object store size (the cluster has its own).
 Before ``ray.init`` the address is probed, all within ``timeout`` seconds: a TCP connection
-(nothing listening, an unreachable host), then Ray's GCS (token authentication, the Ray and
-Python versions of the cluster against this process's). Each failure is a
+(nothing listening, an unreachable host), an HTTP/2 preface (a gRPC server such as Ray's GCS
+answers with a SETTINGS frame; the dashboard's HTTP port or another service does not), then
+Ray's GCS (token authentication, the Ray and Python versions of the cluster against this
+process's). Each failure is a
 :class:`RayConnectError` whose message is one line naming the address and the likely cause,
 instead of Ray's retries (a wrong address otherwise hangs for many minutes) and tracebacks.
 
@@ -149,10 +151,34 @@ def filter_stderr(noise: tuple[bytes, ...]) -> Iterator[None]:
         thread.join(timeout=2.0)
 
 
-def _tcp_probe(host: str, port: int, timeout: float, where: str) -> None:
+# An HTTP/2 client's connection preface and an empty SETTINGS frame (RFC 9113, 3.4): a gRPC
+# server (Ray's GCS) answers with a SETTINGS frame; an HTTP/1 server or another protocol does
+# not.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+HTTP2_SETTINGS = 0x04
+
+
+def _tcp_probe(host: str, port: int, timeout: float, where: str, grpc: bool = False) -> str:
+    """Connect to ``host:port`` (one line on failure); with ``grpc``, also send an HTTP/2
+    preface and return ``"grpc"`` if a SETTINGS frame comes back, ``"other"`` if something
+    else does, ``"silent"`` if nothing does within ``timeout``; else ``""``."""
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=max(0.1, timeout)):
-            return
+        with socket.create_connection((host, port), timeout=max(0.1, timeout)) as sock:
+            if not grpc:
+                return ""
+            sock.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = sock.recv(9 - len(head))
+                except TimeoutError:
+                    return "silent"
+                if not chunk:
+                    return "other"
+                head += chunk
+            return "grpc" if head[3] == HTTP2_SETTINGS else "other"
     except socket.gaierror:
         raise RayConnectError(f"cannot join the Ray cluster at {where}: cannot resolve the "
                               f"host {host!r}") from None
@@ -281,13 +307,20 @@ def connect_ray(address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
     elif gcs != address:
         where = f"{gcs} ({address}{origin})"
     host, port = _split(gcs)
-    _tcp_probe(host, port, deadline - time.monotonic(), where)
+    tls = os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true")
+    spoken = _tcp_probe(host, port, deadline - time.monotonic(), where, grpc=not tls)
+    if spoken == "other":
+        raise RayConnectError(
+            f"cannot join the Ray cluster at {where}: something else listens there (not a Ray "
+            "head's GCS: the dashboard's port 8265, say); give the port `ray start --head "
+            "--port` was given, 6379 by default")
     why: list[str] = []
     probe = threading.Thread(target=lambda: why.append(_gcs_probe(gcs)), daemon=True)
-    with quiet_stderr():  # Ray's C++ client logs every retry on fd 2
-        probe.start()
-        probe.join(max(0.0, deadline - time.monotonic()))
-    if not why:
+    if spoken != "silent":  # else Ray's client would retry for 40 s, past the timeout
+        with quiet_stderr():  # Ray's C++ client logs every retry on fd 2
+            probe.start()
+            probe.join(max(0.0, deadline - time.monotonic()))
+    if spoken == "silent" or not why:
         raise RayConnectError(
             f"cannot join the Ray cluster at {where}: something listens there but no Ray "
             f"answered within {timeout:.0f} s; is it the head's GCS port (the one "
