@@ -188,3 +188,30 @@ class Exploding(nn.Module):
     def forward(self, x):
         self.inner(x)
         raise RuntimeError("boom half-way")
+
+
+class PixelSegmenter(nn.Module):
+    """A toy segmenter: ``{"out": Tensor[B, K, H, W]}`` where each pixel's logits depend only on
+    that pixel (a 1 x 1 convolution after a pointwise nonlinearity), as torchvision's
+    segmentation models return them."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, classes, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"out": self.conv(torch.tanh(x) + x * x)}
+
+
+class Unreadable(nn.Module):
+    """Returns something no target can read: a string."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> str:
+        return "nothing to see"

@@ -32,10 +32,11 @@ Layer = None | str | nn.Module
 
 # Modules that pass a feature map on unchanged or resample it: never the default layer.
 _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-            nn.Softmax)
+            nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.Softmax)
 
-# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT.
-_ATTN_NORMS = ("norm1", "ln_1")
+# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT,
+# Hugging Face ViT, DeiT, BEiT, Swin.
+_ATTN_NORMS = ("norm1", "ln_1", "layernorm_before")
 
 _NEED = ("need Tensor[B, C, h, w], channels-last Tensor[B, h, w, C] or tokens Tensor[B, N, C] "
          "on the patch grid")
@@ -76,6 +77,9 @@ def _token_grids(net: nn.Module, image_size: Sequence[int] | None) -> list[tuple
     grid = getattr(pe, "grid_size", None)
     if isinstance(grid, Sequence) and len(grid) == 2:
         grids.append((int(grid[0]), int(grid[1])))
+    hf = getattr(getattr(net, "config", None), "patch_size", None)  # Hugging Face ViT, DeiT, BEiT
+    if image_size is not None and isinstance(hf, int) and hf > 0:
+        grids.append((image_size[0] // hf, image_size[1] // hf))
     return grids
 
 
@@ -92,8 +96,9 @@ def _prefix_and_grid(
         ValueError: no such grid.
     """
     own = getattr(net, "num_prefix_tokens", None)
-    prefixes = ([int(own)] if isinstance(own, int) and own >= 0 else []) + list(range(17))
-    for p in prefixes[:1] + [0]:
+    known = isinstance(own, int) and own >= 0
+    prefixes = ([int(own)] if known else []) + list(range(17))
+    for p in (prefixes[:1] + [0]) if known else prefixes:  # unknown prefix: the patch grid tells
         for h, w in _token_grids(net, image_size):
             if h * w == n - p and h * w > 1:
                 return p, h, w

@@ -74,7 +74,7 @@ def photo_maps(
         ``(maps, targets, logits)``: float32 arrays of shape (height, width) (``(k, height,
         width)`` for top-k), one per photo; the class each map explains (``Tensor[N]`` /
         ``Tensor[N, k]``, or the target callable); and the logits ``Tensor[N, K]`` of the
-        resized photos.
+        resized photos (a model without class logits: its outputs, concatenated).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -107,9 +107,11 @@ def photo_maps(
         maps.extend(resize_maps_to(m, chunk))
         if isinstance(t, Tensor):
             targets.append(t.cpu())
-        all_logits.append(logits.float().cpu())
+        all_logits.append(logits.float().cpu() if isinstance(logits, Tensor) else logits)
         if progress is not None:
             progress(len(chunk))
     if targets:
         t = torch.cat(targets)
-    return maps, t, torch.cat(all_logits)
+    if all(isinstance(o, Tensor) for o in all_logits):
+        return maps, t, torch.cat(all_logits)
+    return maps, t, [o for out in all_logits for o in out]  # e.g. a detector's dicts

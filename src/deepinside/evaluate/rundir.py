@@ -67,7 +67,7 @@ def run_config(model, recipe: Recipe, method: str, seed: int) -> dict:
     module = getattr(model, "module", model)
     return {"deepinside": __version__, "model": getattr(model, "name", type(module).__name__),
             "weights_sha256": weights_hash(module),
-            "preprocessing": asdict(pre) if pre is not None else None,
+            "preprocessing": pre.to_dict() if pre is not None else None,
             "method": method, "seed": seed, "recipe": asdict(recipe)}
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..engine import input_gradient
+from ..engine import detach_output, input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, resolve_targets, take, target_scores
@@ -200,7 +200,7 @@ def _pair_scores(target: Target, model: Classifier | nn.Module) -> Callable[[Ten
 
     def scores(logits: Tensor) -> Tensor:
         h = logits.shape[0] // 2
-        t = one_target_per_image(resolve_targets(target, logits[:h].detach(), model),
+        t = one_target_per_image(resolve_targets(target, detach_output(logits[:h]), model),
                                  "deeplift")
         return torch.cat([target_scores(t, logits[:h]), target_scores(t, logits[h:])])
 

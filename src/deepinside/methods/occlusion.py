@@ -75,7 +75,7 @@ def occlusion(
     ref = baseline_images(model, x, baseline)
     clean = target_scores(t, logits)
     p = masks.shape[0]
-    drops = torch.empty((b, p), dtype=logits.dtype, device=x.device)
+    drops = torch.empty((b, p), dtype=clean.dtype, device=x.device)
     n = b * p  # flat index i -> image i // p, window i % p
     for sl in chunks(n, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=x.device)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..engine import network
 from ..models import Classifier
-from ..targets import Target, take, target_scores
+from ..targets import Target, need_logits, take, target_scores
 from ._common import Progress, baseline_images, chunks, targets_and_logits
 from ._registry import register_method
 
@@ -126,7 +126,8 @@ def rise(
             m = draws.masks(slice(lo, (sl.stop - 1) // b + 1), x.device, x.dtype)[mi - lo]
             logits = logits_of(ref[bi] + m * diff[bi])
             if score == "probability":
-                logits = logits.softmax(dim=1)
+                logits = need_logits(logits, "rise with score='probability' (a softmax; "
+                                     "score='logit' reads any output)").softmax(dim=1)
             s = target_scores(take(t, bi), logits).to(x.dtype)
             sal.index_add_(0, bi, s.view(-1, 1, 1) * m[:, 0])
             if progress is not None:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..engine import network
 from ..models import Classifier
-from ..targets import Target, take, target_scores
+from ..targets import Target, need_logits, take, target_scores
 from ._common import Progress, chunks
 from ._registry import register_method
 from .cam import Layer, LayerCapture, weighted_cam
@@ -91,8 +91,12 @@ def _score_weights(
         still = (~varies).nonzero()[:, 0]
         if len(still):  # a constant map masks everything: one all-zero image for them all
             zero = logits_of(torch.zeros_like(x[:1]))
-            scores[still] = target_scores(take(t, still // c),
-                                          zero.expand(len(still), -1)).to(act.dtype)
+            if isinstance(t, Tensor):
+                s0 = target_scores(take(t, still // c), need_logits(zero, "score-cam").expand(
+                    len(still), -1))
+            else:  # a callable scores every image alike
+                s0 = target_scores(t, zero).expand(len(still))
+            scores[still] = s0.to(act.dtype)
             if progress is not None:
                 progress(len(still), b * c)
         moving = varies.nonzero()[:, 0]
