@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -170,6 +171,7 @@ def main() -> None:
 
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"ray_start_s": ray_start, "load_average": load,
                                                "runs": results}, indent=2) + "\n")
