@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .ray_connect import DEFAULT_TIMEOUT
 from .stages import CompareSpec
 
 if TYPE_CHECKING:
@@ -41,7 +42,13 @@ class RunSpec:
         workers: ``local``: GrabCut worker processes; ``ray``: model actors.
         warn: ``warn(photo, note)`` for a box clipped to its photo or ignored.
         pool: ``local``: GrabCut workers already started (:func:`.local_backend.start_workers`).
-        address: ``ray``: the cluster to join (``None``: the Ray of this process, or a new one).
+        address: ``ray``: the cluster to join (``None``: the Ray of this process, else
+            ``RAY_ADDRESS``, else a new local one; :mod:`.ray_connect`).
+        ray_timeout: ``ray``: seconds to reach and join the cluster before a one-line error.
+        actor_cpus: ``ray``: CPUs each model actor asks for (default 0.5 without GPUs, none
+            besides its GPU with them); from 1 up, also its torch threads.
+        actor_gpus: ``ray``: GPUs each model actor asks for (default 1 where the cluster has
+            GPUs, else 0).
     """
 
     model: Any
@@ -54,6 +61,9 @@ class RunSpec:
     warn: Callable[[object, str], None] = field(default=lambda path, note: None)
     pool: ProcessPoolExecutor | None = None
     address: str | None = None
+    ray_timeout: float = DEFAULT_TIMEOUT
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
 
 
 class Backend(Protocol):

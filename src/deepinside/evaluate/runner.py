@@ -22,6 +22,7 @@ from . import local_backend, ray_backend  # noqa: F401 - each registers its back
 from .backend import BACKENDS, Backend, RunSpec, get_backend
 from .datasets import Record, label_problem
 from .local_backend import MP_CONTEXT, start_workers
+from .ray_connect import DEFAULT_TIMEOUT
 from .rundir import (
     PER_IMAGE,
     RecordSink,
@@ -77,6 +78,9 @@ def run_localization(
     backend: str = "local",
     ray_address: str | None = None,
     retry_failed: bool = False,
+    ray_timeout: float = DEFAULT_TIMEOUT,
+    actor_cpus: float | None = None,
+    actor_gpus: float | None = None,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
 
@@ -116,9 +120,14 @@ def run_localization(
             only.
         backend: ``"local"`` (this process and its workers) or ``"ray"`` (a Ray Data
             pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``), or another.
-        ray_address: ``ray`` only: a cluster to join (``"auto"``, ``"ray://host:10001"``);
-            default: the Ray already initialised in this process, else a local one.
+        ray_address: ``ray`` only: a cluster to join (``HOST:PORT``, ``"auto"``,
+            ``"ray://host:10001"``); default: the Ray already initialised in this process,
+            else ``RAY_ADDRESS``, else a new local one (:mod:`.ray_connect`).
         retry_failed: evaluate again the photos that failed in an earlier run into ``out``.
+        ray_timeout: ``ray`` only: seconds to reach and join the cluster before a
+            :class:`.ray_connect.RayConnectError` (one line: the address and the likely cause).
+        actor_cpus, actor_gpus: ``ray`` only: what each model actor asks for (see
+            :class:`.backend.RunSpec`).
 
     Returns:
         The summary (also written to ``out/summary.json``), over the records of this call.
@@ -127,6 +136,7 @@ def run_localization(
         RunMismatchError: ``out`` holds a run made with other settings or annotations.
         RunLockedError: another evaluation is writing into ``out``.
         ValueError: an unknown backend. ImportError: ``ray`` without Ray installed.
+        RayConnectError: ``ray``: the cluster cannot be joined (the lock is released).
     """
     where = get_backend(backend)
     where.check()
@@ -137,7 +147,8 @@ def run_localization(
     with locked(out):
         check_config(out, run_config(model, rec, method, seed))
         spec = RunSpec(model, rec, method, {r.key: record_hash(r) for r in records}, seed=seed,
-                       batch_size=batch_size, workers=workers, pool=pool, address=ray_address)
+                       batch_size=batch_size, workers=workers, pool=pool, address=ray_address,
+                       ray_timeout=ray_timeout, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
         return _run(where, spec, records, out, show_progress, on_problem, on_warning,
                     retry_failed)
 
