@@ -122,9 +122,10 @@ def failure_record(key: str, record_hash: str, reason: str) -> dict:
     return {"key": key, "record_hash": record_hash, "error": reason}
 
 
-def _read_done(path: Path) -> list[ImageResult | dict]:
-    """The lines of ``per_image.jsonl``: records, or :func:`failure_record` dicts; a torn last
-    line (interrupted write) is cut off.
+def _read_done(path: Path, parse: Callable[[dict], object] = ImageResult.from_json
+               ) -> list[ImageResult | dict]:
+    """The lines of ``per_image.jsonl``: records (``parse`` of a line), or
+    :func:`failure_record` dicts; a torn last line (interrupted write) is cut off.
 
     Raises:
         RunMismatchError: a complete line in the file is not a record of this version.
@@ -143,7 +144,7 @@ def _read_done(path: Path) -> list[ImageResult | dict]:
                     rows.append(failure_record(str(d["key"]), str(d["record_hash"]),
                                                str(d["error"])))
                 else:
-                    rows.append(ImageResult.from_json(d))
+                    rows.append(parse(d))
             except (ValueError, TypeError, KeyError):
                 raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
                                        "deepinside; use another --out or delete it") from None
