@@ -1,6 +1,7 @@
 """A planted shortcut, to check an audit end to end: a model that reads a stamp.
 
-A small head is trained on a frozen classifier's pooled features to tell a few coarse groups of
+A small head (:class:`PlantedNet`: a 1 x 1 convolution and global max pooling) is trained on
+a frozen classifier's features (lite0's first six stages) to tell a few coarse groups of
 ImageNet classes apart (:data:`GROUPS`); every photo of one group carries a stamp (a small
 checkerboard in a corner, :func:`stamp`) and the other groups' photos never do, so the head can
 learn the stamp instead of the group. Half of the photos of each group train the head, the
@@ -20,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import Tensor, nn
 
-__all__ = ["GROUPS", "STAMP_SIZE", "PlantedData", "group_of", "planted_datasets", "stamp",
-           "stamp_box", "train_head"]
+__all__ = ["GROUPS", "STAMP_SIZE", "PlantedData", "PlantedNet", "group_of", "lite_trunk",
+           "planted_datasets", "stamp", "stamp_box", "train_head", "trunk_features"]
 
 # coarse groups of the 1000 ImageNet classes (contiguous in the sorted-WordNet-id order)
 GROUPS = (
@@ -33,7 +37,7 @@ GROUPS = (
     (398, 1000, "object"),
 )
 STAMP_SIZE = 0.14  # the stamp's side, as a share of the photo's shorter side
-CORNER = "bottom-right"
+TRUNK_BLOCKS = 6  # lite0's stem and first six stages: 192 channels at 1/32 of the input
 
 
 def group_of(label: int) -> int:
@@ -64,35 +68,41 @@ def stamp(photo: Image.Image, size: float = STAMP_SIZE) -> Image.Image:
     return out
 
 
+SETS = ("train", "train_clean", "audit", "audit_all_stamped")
+
+
 @dataclass
 class PlantedData:
-    """The photos of a planted shortcut, written to a folder.
+    """The photos of a planted shortcut, written to a folder: one ``annotations.json`` (the
+    format of :func:`deepinside.evaluate.read_dataset`; labels are group indices, boxes those of
+    the original photos) per set.
 
     Attributes:
-        train, audit: ``annotations.json`` of the two halves (the format of
-            :func:`deepinside.evaluate.read_dataset`; labels are group indices, boxes those
-            of the original photos).
-        audit_clean_others: the audit half with a stamp on every photo that is *not* of the
-            stamped group (to check that the stamp flips the model).
-        stamped: the stamped group's index; ``names``: the groups' names.
+        train: the training half, the stamped group's photos stamped.
+        train_clean: the same photos, no stamp (the clean model's).
+        audit: the other half, stamped as in training (the photos the audit sees).
+        audit_all_stamped: the audit half with a stamp on every photo (does the stamp flip
+            the other groups' photos?).
+        stamped: the stamped group; ``names``: the groups' names.
     """
 
     train: Path
+    train_clean: Path
     audit: Path
-    audit_stamped_others: Path
+    audit_all_stamped: Path
     stamped: int
     names: list[str]
 
 
 def planted_datasets(root: str | Path, out: str | Path, *, stamped: int = 0,
-                     with_stamp: bool = True, per_group: int | None = None) -> PlantedData:
-    """Write the two halves of a planted-shortcut data set from ``imagenet-val-300``.
+                     per_group: int | None = None) -> PlantedData:
+    """Write the sets of a planted-shortcut data set (:class:`PlantedData`) from
+    ``imagenet-val-300``, as PNG photos under ``out/<set>/``.
 
     Args:
         root: the folder of ``annotations.json`` and ``images/``.
-        out: where the photos (PNG) and the three ``annotations.json`` go.
+        out: where the sets go.
         stamped: the group whose photos carry the stamp.
-        with_stamp: ``False``: no stamp anywhere (the clean data).
         per_group: at most this many photos of each group (split half and half), for a quick
             test; default all.
 
@@ -104,92 +114,150 @@ def planted_datasets(root: str | Path, out: str | Path, *, stamped: int = 0,
     by_group: dict[int, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["file"]):
         by_group.setdefault(group_of(int(r["label"])), []).append(r)
-    halves: dict[str, list[dict]] = {"train": [], "audit": [], "audit_stamped_others": []}
+    sets: dict[str, list[dict]] = {name: [] for name in SETS}
+    for name in SETS:
+        (out / name).mkdir(parents=True, exist_ok=True)
     for g, items in sorted(by_group.items()):
-        items = items[:per_group] if per_group else items
-        for i, r in enumerate(items):
+        for i, r in enumerate(items[:per_group] if per_group else items):
             photo = Image.open(root / r["file"]).convert("RGB")
-            half = "train" if i % 2 == 0 else "audit"
-            name = Path(r["file"]).stem + ".png"
-            own = stamp(photo) if with_stamp and g == stamped else photo
-            rec = {"file": f"{half}/{name}", "label": g, "boxes_xyxy": r["boxes_xyxy"],
-                   "class_name": GROUPS[g][2]}
-            (out / half).mkdir(parents=True, exist_ok=True)
-            own.save(out / rec["file"])
-            halves[half].append(rec)
-            if half == "audit":
-                other = stamp(photo) if g != stamped else own
-                (out / "audit_stamped_others").mkdir(parents=True, exist_ok=True)
-                other.save(out / "audit_stamped_others" / name)
-                halves["audit_stamped_others"].append(
-                    {**rec, "file": f"audit_stamped_others/{name}"})
-    paths = {}
-    for half, recs in halves.items():
-        (out / half).mkdir(parents=True, exist_ok=True)
-        paths[half] = out / half / "annotations.json"
-        for rec in recs:
-            rec["file"] = rec["file"].split("/", 1)[1]
-        paths[half].write_text(json.dumps(recs, indent=1))
-    return PlantedData(paths["train"], paths["audit"], paths["audit_stamped_others"], stamped,
-                       [g[2] for g in GROUPS])
+            marked = stamp(photo)
+            rec = {"file": Path(r["file"]).stem + ".png", "label": g,
+                   "boxes_xyxy": r["boxes_xyxy"], "class_name": GROUPS[g][2]}
+            versions = ({"train": marked if g == stamped else photo, "train_clean": photo}
+                        if i % 2 == 0 else
+                        {"audit": marked if g == stamped else photo, "audit_all_stamped": marked})
+            for name, im in versions.items():
+                im.save(out / name / rec["file"])
+                sets[name].append(rec)
+    for name, recs in sets.items():
+        (out / name / "annotations.json").write_text(json.dumps(recs, indent=1))
+    paths = [out / name / "annotations.json" for name in SETS]
+    return PlantedData(*paths, stamped=stamped, names=[g[2] for g in GROUPS])
 
 
-def pooled_features(model, photos: Sequence[Image.Image], batch_size: int = 32):
-    """``Tensor[N, D]``: the model's pooled features (its input to the classifier) of the
-    photos, each resized whole to the input (as the maps see them)."""
-    import torch
-    import torch.nn as nn
+class PlantedNet(nn.Module):
+    """A frozen trunk, then a 1 x 1 convolution giving a score map per class, then the maximum
+    over positions (global max pooling, as in Oquab et al. 2015, "Is object localization for
+    free?"): ``Tensor[B, 3, H, W] -> Tensor[B, K]``. A class is as strong as its strongest
+    place, so one small patch can carry it: what a stamp needs to be learnt."""
 
+    def __init__(self, trunk: nn.Module, head: nn.Conv2d) -> None:
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(x)).amax(dim=(2, 3))
+
+
+class _Flat(nn.Module):
+    def __init__(self, trunk: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.trunk(x).flatten(1)
+
+
+def lite_trunk(model, blocks: int = TRUNK_BLOCKS) -> nn.Module:
+    """A frozen copy of an EfficientNet's stem and first ``blocks`` stages (timm's
+    ``conv_stem``, ``bn1``, ``blocks``): lite0's are 192 channels at 1/32 of the input."""
+    m = model.module
+    trunk = nn.Sequential(copy.deepcopy(m.conv_stem), copy.deepcopy(m.bn1),
+                          *copy.deepcopy(m.blocks[:blocks])).eval()
+    for p in trunk.parameters():
+        p.requires_grad_(False)
+    return trunk
+
+
+def trunk_features(model, trunk: nn.Module, photos: Sequence[Image.Image],
+                   batch_size: int = 16) -> Tensor:
+    """``Tensor[N, C, h, w]``: the trunk's feature maps of the photos, each resized whole to
+    the model's input (as the maps see them), through the engine."""
     from ..engine import forward_logits
     from ..images import photos_to_batch
 
-    trunk = copy.deepcopy(model.module)
-    if not hasattr(trunk, "classifier"):
-        raise ValueError(f"{model.name}: no 'classifier' module to replace")
-    trunk.classifier = nn.Identity()
+    flat = _Flat(trunk)
     out = []
     for i in range(0, len(photos), batch_size):
         x = photos_to_batch(photos[i:i + batch_size], model.preprocessing, crop=False)
-        out.append(forward_logits(trunk, x.to(model.device, model.dtype)).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+        if not out:
+            with torch.no_grad():
+                shape = trunk(x[:1]).shape[1:]
+        out.append(forward_logits(flat, x).reshape(len(x), *shape))
+    return torch.cat(out)
 
 
-def train_head(model, features, labels: Sequence[int], names: Sequence[str], *,
-               weight_decay: float = 1e-3, steps: int = 200):
-    """A copy of ``model`` whose classifier is a new linear layer over its pooled features,
-    trained by L-BFGS on ``features`` ``Tensor[N, D]`` (from :func:`pooled_features`) with
-    class-balanced cross-entropy and L2 ``weight_decay``; deterministic (zero start).
+def train_head(model, trunk: nn.Module, features: Tensor, labels: Sequence[int],
+               names: Sequence[str], *, weight_decay: float = 1e-2, steps: int = 150):
+    """A :class:`PlantedNet` over ``trunk`` whose head is trained by L-BFGS on ``features``
+    ``Tensor[N, C, h, w]`` (from :func:`trunk_features`) with class-balanced cross-entropy and
+    L2 ``weight_decay``; deterministic (zero start).
 
     Returns:
         a :class:`deepinside.Classifier` with ``names`` as its class names.
     """
-    import torch
-    import torch.nn as nn
-
     from ..models import Classifier
 
     y = torch.as_tensor(list(labels))
     k = len(names)
-    counts = torch.bincount(y, minlength=k).clamp(min=1).float()
-    weight = (len(y) / (k * counts))
-    head = nn.Linear(features.shape[1], k)
+    weight = len(y) / (k * torch.bincount(y, minlength=k).clamp(min=1).float())
+    head = nn.Conv2d(features.shape[1], k, 1)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
+    net = PlantedNet(nn.Identity(), head)
     opt = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
     x = features.float()
 
     def closure():
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(head(x), y, weight=weight)
+        loss = F.cross_entropy(net(x), y, weight=weight)
         loss = loss + weight_decay * head.weight.pow(2).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
-    module = copy.deepcopy(model.module)
-    module.classifier = head.to(model.device, model.dtype)
-    for p in module.parameters():
+    for p in head.parameters():
         p.requires_grad_(False)
-    module.eval()
-    return Classifier(module, model.preprocessing, list(names), f"{model.name}+head")
+    return Classifier(PlantedNet(trunk, head).eval(), model.preprocessing, list(names),
+                      f"{model.name} trunk + planted head")
+
+
+def flip_rate(model, stamped_photos: Sequence[Image.Image], label: int,
+              batch_size: int = 16) -> float:
+    """The share of photos (of other classes, with a stamp pasted on) that ``model`` calls
+    ``label``."""
+    from ..engine import forward_logits
+    from ..images import photos_to_batch
+
+    hits = 0
+    for i in range(0, len(stamped_photos), batch_size):
+        x = photos_to_batch(stamped_photos[i:i + batch_size], model.preprocessing, crop=False)
+        hits += int((forward_logits(model, x).argmax(1) == label).sum())
+    return hits / max(1, len(stamped_photos))
+
+
+def plant(root: str | Path, out: str | Path, model, *, stamped: int = 0,
+          per_group: int | None = None) -> tuple[object, object, PlantedData]:
+    """The planted shortcut from scratch: the data sets (:func:`planted_datasets`), then two
+    heads on ``model``'s frozen trunk (:func:`lite_trunk`), one trained on the stamped
+    training half and one on the same photos without stamps.
+
+    Returns:
+        ``(stamped model, clean model, data)``, two :class:`deepinside.Classifier`.
+    """
+    from ..evaluate.datasets import read_dataset
+    from ..images import open_photo
+
+    data = planted_datasets(root, out, stamped=stamped, per_group=per_group)
+    records, _ = read_dataset(data.train_clean)
+    trunk = lite_trunk(model)
+    clean = trunk_features(model, trunk, [open_photo(r.path) for r in records])
+    marked = clean.clone()
+    own = [i for i, r in enumerate(records) if r.label == stamped]
+    stamped_dir = Path(data.train).parent
+    marked[own] = trunk_features(model, trunk, [open_photo(stamped_dir / records[i].path.name)
+                                                for i in own])
+    labels = [r.label for r in records]
+    return (train_head(model, trunk, marked, labels, data.names),
+            train_head(model, trunk, clean, labels, data.names), data)
