@@ -298,7 +298,8 @@ def perturbation_benchmark(args: argparse.Namespace) -> None:
 
     from deepinside.evaluate import read_dataset
     from deepinside.evaluate.metrics import map_peak, pointing_hit
-    from deepinside.images import load_image, photo_maps
+    from deepinside.images import load_image
+    from deepinside.photomaps import photo_maps
 
     root = Path(args.dataset) if args.dataset else (
         Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300")

@@ -49,7 +49,8 @@ def build_cache(dataset: str, model_name: str, cache: Path, batch_size: int = 16
         return {k: z[k] for k in z.files}
     import deepinside
     from deepinside.evaluate import read_dataset
-    from deepinside.images import load_image, photo_maps
+    from deepinside.images import load_image
+    from deepinside.photomaps import photo_maps
 
     records, _ = read_dataset(dataset)
     records = sorted(records, key=lambda r: r.key)
@@ -222,8 +223,8 @@ def zoom_maps(data: dict, model_name: str, cache: Path, cut: float = 0.3,
     from PIL import Image
 
     import deepinside
-    from deepinside.images import photo_maps
     from deepinside.localize import _unit_max, blur_map
+    from deepinside.photomaps import photo_maps
 
     model = deepinside.load_model(model_name)
     crops = []

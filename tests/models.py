@@ -190,6 +190,33 @@ class Exploding(nn.Module):
         raise RuntimeError("boom half-way")
 
 
+class PixelSegmenter(nn.Module):
+    """A toy segmenter: ``{"out": Tensor[B, K, H, W]}`` where each pixel's logits depend only on
+    that pixel (a 1 x 1 convolution after a pointwise nonlinearity), as torchvision's
+    segmentation models return them."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, classes, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"out": self.conv(torch.tanh(x) + x * x)}
+
+
+class Unreadable(nn.Module):
+    """Returns something no target can read: a string."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> str:
+        return "nothing to see"
+
+
 class CornerNet(nn.Module):
     """logit 0 = mean of the bottom-right quarter of the input (all channels), logit 1 = mean
     of its centre quarter: the model of a class that reads a corner, and of one that reads the

@@ -40,9 +40,10 @@ def test_network_context_checks_logits_and_restores_on_error():
     with pytest.raises(RuntimeError, match="boom"), network(model, torch.zeros(1, 3, 8, 8)) as f:
         f(torch.zeros(1, 3, 8, 8))
     assert _flags(model) == before
-    with pytest.raises(ValueError, match="logits"), network(torch.nn.Identity(),
-                                                             torch.zeros(1, 3, 4, 4)) as f:
-        f(torch.zeros(1, 3, 4, 4))
+    # a map Tensor[B, 3, H, W] is an output for target callables; a class target says so
+    with pytest.raises(ValueError, match=r"top-1 class .* needs class logits Tensor\[B, K\], "
+                       r"but the model returns Tensor\[1, 3, 4, 4\]"):
+        input_gradient(torch.nn.Identity(), torch.zeros(1, 3, 4, 4))
 
 
 @pytest.mark.parametrize("fast", [False, True])

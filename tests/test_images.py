@@ -154,7 +154,7 @@ def test_iter_photo_batches_reports_each_failure_once_and_goes_on(tmp_path):
 def test_photo_maps_top_k_equals_one_class_at_a_time():
     from models import tiny_classifier
 
-    from deepinside.images import photo_maps
+    from deepinside.photomaps import photo_maps
 
     clf = tiny_classifier()
     rng = np.random.default_rng(0)
@@ -184,7 +184,8 @@ def test_import_deepinside_loads_no_torch():
 def test_float_and_bool_arrays_and_empty_inputs():
     from models import tiny_classifier
 
-    from deepinside.images import open_photo, photo_maps
+    from deepinside.images import open_photo
+    from deepinside.photomaps import photo_maps
 
     a = np.full((4, 5, 3), 0.5)
     assert np.asarray(open_photo(a)).max() == 128  # floats in [0, 1] are scaled

@@ -129,7 +129,7 @@ def test_combined_map_is_the_geometric_mean_of_unit_max_maps(monkeypatch):
     def fake(model, photos, targets, method, batch_size=16):
         return [given[method]], torch.zeros(1, dtype=torch.long), torch.zeros(1, 3)
 
-    monkeypatch.setattr(importlib.import_module("deepinside.images"), "photo_maps", fake)
+    monkeypatch.setattr(importlib.import_module("deepinside.photomaps"), "photo_maps", fake)
     rec = get_recipe("default", method="first", combine="second", combine_smooth=0.0)
     [m], _ = L.recipe_maps(None, [None], [0], rec)
     expect = np.sqrt((a / 4.0) * (b / 2.0))

@@ -1,5 +1,6 @@
 """RISE, extremal perturbation, DeepLIFT and GradientSHAP: oracles (Captum, the formulas written
-out directly), properties, batched equals one by one, the caller's model untouched."""
+out directly), properties. (Batched equals one by one and the caller's model untouched: the
+contract suite over every method, test_method_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from models import ACTS, SmoothNet, ToyNet, activation, tiny_classifier
 from torch import nn
 
-from deepinside.fastmodel import has_hooks
 from deepinside.methods import get_method, list_methods
 from deepinside.methods.extremal_perturbation import SmoothMask, _perturb, blur_pyramid
 from deepinside.methods.gradient_shap import shap_draws
@@ -20,14 +19,7 @@ from deepinside.methods.rise import rise_masks
 
 torch.set_num_threads(1)
 
-NEW = ["rise", "extremal_perturbation", "deeplift", "gradient_shap"]
-SMALL = {
-    "rise": {"masks": 40, "grid": 4, "batch_size": 13},
-    "extremal_perturbation": {"iterations": 6, "step": 2, "sigma": 4.0, "max_blur": 3.0,
-                              "batch_size": 2},
-    "deeplift": {"batch_size": 2},
-    "gradient_shap": {"samples": 4, "noise": 0.1, "batch_size": 5},
-}
+METHODS = ["rise", "extremal_perturbation", "deeplift", "gradient_shap"]  # of this file
 
 
 def _images(b=3, size=16, seed=1):
@@ -54,9 +46,9 @@ class ActNet(nn.Module):
         return self.fc(h.mean(dim=(2, 3)))
 
 
-def test_registry_lists_the_new_methods_with_their_papers():
+def test_registry_lists_this_files_methods_with_their_arxiv_papers():
     methods = list_methods()
-    for name in NEW:
+    for name in METHODS:
         assert name in methods and "arxiv.org/abs/" in methods[name].paper
 
 
@@ -286,40 +278,3 @@ def test_pyramid_and_perturbation_pick_the_levels():
     torch.testing.assert_close(_perturb(pyr, torch.zeros(2, 1, 16, 16)), pyr[:, 0])
     half = _perturb(pyr, torch.full((2, 1, 16, 16), 0.625))  # 0.625 * 4 = level 2.5
     torch.testing.assert_close(half, 0.5 * (pyr[:, 2] + pyr[:, 3]))
-
-
-# ----------------------------------------------------------------------------- all four
-
-
-@pytest.mark.parametrize("name", NEW)
-def test_batched_equals_one_by_one(name):
-    net = ToyNet("relu_inplace").eval()
-    x = _images(3)
-    t = torch.tensor([4, 0, 2])
-    fn = get_method(name)
-    whole = fn(net, x, t, **SMALL[name])
-    assert whole.shape == (3, 16, 16)
-    for i in range(3):
-        one = fn(net, x[i : i + 1], int(t[i]), **SMALL[name])
-        torch.testing.assert_close(whole[i : i + 1], one, rtol=1e-4,
-                                   atol=1e-5 * float(whole.abs().max()))
-
-
-@pytest.mark.parametrize("name", NEW)
-def test_caller_state_untouched(name):
-    net = ToyNet("relu_inplace")
-    net.train()
-    net.conv2.eval()
-    net.conv1.weight.requires_grad_(False)
-    x = _images(2)
-    before = x.clone()
-    params = {k: v.clone() for k, v in net.state_dict().items()}
-    get_method(name)(net, x, **SMALL[name])
-    assert torch.equal(x, before) and not x.requires_grad
-    assert net.training and not net.conv2.training and net.conv1.training
-    assert not net.conv1.weight.requires_grad and net.conv2.weight.requires_grad
-    assert all(torch.equal(v, net.state_dict()[k]) for k, v in params.items())
-    assert all(p.grad is None for p in net.parameters())
-    assert not has_hooks(net)
-    assert torch._C._len_torch_function_stack() == 0
-    assert F.relu(torch.tensor([-1.0])).item() == 0.0

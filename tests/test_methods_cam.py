@@ -106,42 +106,13 @@ def test_eigencam_agrees_with_pytorch_grad_cam_up_to_the_sign_of_the_singular_ve
     assert (sign != 0).all()
     scale = float(theirs.abs().max())
     torch.testing.assert_close(raw, sign * theirs, rtol=0, atol=1e-5 * scale)
-    # Our sign: the channel loadings sum to > 0, i.e. the map follows the summed activations.
-    summed = act.sum(dim=1)
-    summed = summed - summed.mean(dim=(1, 2), keepdim=True)
-    assert ((raw * summed).sum(dim=(1, 2)) > 0).all()
+    # Our sign: the larger lobe of the map is positive (Bro et al. 2008, issue #17).
+    assert ((raw.sign() * raw**2).sum(dim=(1, 2)) > 0).all()
     # The rest of the pipeline as pytorch-grad-cam's: rectify, scale, resize, scale again.
     want = _unit(torch.from_numpy(scale_cam_image(np.maximum((sign * theirs).numpy(), 0),
                                                   (32, 32))))
     got = get_method("eigencam")(clf, x, 4, layer=LAYER)  # any target: the same map
     torch.testing.assert_close(_unit(got), want, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", CAMS)
-def test_batched_equals_one_by_one_and_the_model_is_untouched(name):
-    clf = tiny_classifier()
-    net = clf.module
-    net.train()
-    net.features[1].eval()  # mixed flags must come back as they were
-    net.head.weight.requires_grad_(True)
-    flags = {n: m.training for n, m in net.named_modules()}
-    grads = {n: p.requires_grad for n, p in net.named_parameters()}
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    x = _images()
-    x.requires_grad_(True)
-    t = torch.tensor([1, 2, 4])
-    kw = {"batch_size": 5} if name in ("scorecam", "ablationcam") else {}
-    fn = get_method(name)
-    batched = fn(clf, x, t, layer=LAYER, **kw)
-    one = torch.cat([fn(clf, x[i : i + 1], t[i : i + 1], layer=LAYER, **kw) for i in range(3)])
-    torch.testing.assert_close(batched, one, rtol=1e-4, atol=1e-5 * float(one.abs().max()))
-    assert batched.shape == (3, 32, 32) and batched.requires_grad is False
-    assert {n: m.training for n, m in net.named_modules()} == flags
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == grads
-    assert all(p.grad is None for p in net.parameters()) and x.grad is None and x.requires_grad
-    for k, v in net.state_dict().items():
-        assert torch.equal(v, state[k]), k
-    assert not has_hooks(net)
 
 
 @pytest.mark.parametrize("name", ["scorecam", "ablationcam"])
@@ -207,3 +178,81 @@ def test_the_cams_run_on_a_vision_transformer():
         kw = {"batch_size": 96} if name in ("scorecam", "ablationcam") else {}
         cam = get_method(name)(vit, x, **kw)
         assert cam.shape == (2, 64, 64) and torch.isfinite(cam).all(), name
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of ``Tensor[B, C, h, w]`` (ConvNeXt's): every location's
+    channels have mean 0, as a ViT's or Swin's ``norm1`` tokens."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class NormNet(nn.Module):
+    """Patch embedding (conv-BN-GELU), a channel LayerNorm (the layer), pooling, linear. The
+    fast copy folds the batch norm, so its LayerNorm output differs from the module's in the
+    last bits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embed = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.BatchNorm2d(16), nn.GELU())
+        self.norm = LayerNorm2d(16)
+        self.head = nn.Linear(16, 5)
+        with torch.no_grad():
+            self.embed[1].running_mean.uniform_(-0.2, 0.2)
+            self.embed[1].running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.head(self.norm(self.embed(x)).mean(dim=(2, 3)))
+
+
+def _object_photos(b=8, size=32, seed=5):
+    """Noise with a bright 8 x 8 square (two by two tokens) at a different place in each photo;
+    returns the photos and the square's token mask ``Tensor[B, 8, 8]``."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.randn((b, 3, size, size), generator=g)
+    mask = torch.zeros((b, size // 4, size // 4), dtype=torch.bool)
+    for i in range(b):
+        r, c = (int(v) for v in torch.randint(0, size // 4 - 1, (2,), generator=g))
+        x[i, :, 4 * r:4 * r + 8, 4 * c:4 * c + 8] += 2.0
+        mask[i, r:r + 2, c:c + 2] = True
+    return x, mask
+
+
+def test_eigencam_sign_on_a_layernorm_layer_is_the_same_for_the_fast_copy_and_any_channel_order():
+    """Issue #17: on a LayerNorm output the loadings of the principal component sum to 0, so a
+    rule based on that sum is rounding noise. The larger lobe of the map is positive instead:
+    the same map from the module and its folded copy, from the channels in any order, and the
+    object (a small, distinct group of locations) on the positive side."""
+    from deepinside.methods.eigencam import principal_projection
+
+    net = NormNet().eval()
+    x, mask = _object_photos()
+    act = net.norm(net.embed(x)).detach()  # [B, 16, 8, 8]
+    assert act.mean(dim=1).abs().max() < 1e-5  # every location's channels have mean 0
+    exact = get_method("eigencam")(net, x, layer="norm", relu=False, upsample_to_input=False,
+                                   fast=False)
+    fast = get_method("eigencam")(net, x, layer="norm", relu=False, upsample_to_input=False,
+                                  fast=True)
+    scale = float(exact.abs().max())
+    torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(principal_projection(act), exact, rtol=0, atol=1e-4 * scale)
+    for seed in range(4):
+        perm = torch.randperm(16, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(principal_projection(act[:, perm]), exact, rtol=0,
+                                   atol=1e-4 * scale)
+    inside = (exact * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    assert (inside > 0).all(), inside
+
+
+def test_eigencam_orientation_is_the_larger_lobe_and_breaks_ties_at_the_largest_value():
+    from deepinside.methods.eigencam import orientation
+
+    p = torch.tensor([[3.0, -1.0, -1.0, -1.0],  # one large positive, three small: 9 > 3
+                      [-3.0, 1.0, 1.0, 1.0],  # its negative: flip
+                      [1.0, -1.0, 2.0, -2.0],  # symmetric: the first largest |p| (2.0) decides
+                      [-2.0, 1.0, 2.0, -1.0],  # symmetric: the first largest is -2.0: flip
+                      [0.0, 0.0, 0.0, 0.0]])  # no map: +1
+    assert orientation(p).tolist() == [1.0, -1.0, 1.0, -1.0, 1.0]
+    torch.testing.assert_close(orientation(-p[:4]), -orientation(p[:4]))

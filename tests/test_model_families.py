@@ -25,9 +25,8 @@ import torch
 from torch import Tensor, nn
 
 import deepinside
-from deepinside.engine import capture_layer, eval_mode
+from deepinside.engine import capture_layer, default_layer, eval_mode
 from deepinside.fastmodel import fast_copy
-from deepinside.layers import default_layer
 from deepinside.methods import get_method, list_methods
 
 timm = pytest.importorskip("timm")

@@ -107,8 +107,11 @@ def test_timm_weights_file_and_module_from_python(tmp_path):
     from safetensors.torch import save_file
 
     save_file(net.state_dict(), str(path))
-    with pytest.raises(ModelLoadError, match="does not match"):
-        deepinside.load_model("timm:resnet18", weights=path)  # 1000 classes vs 10
+    clf = deepinside.load_model("timm:resnet18", weights=path)  # the head's 10 classes
+    assert clf.module.num_classes == 10 and clf.class_names[9] == "class 9"
+    assert torch.equal(clf.module.fc.weight, net.fc.weight)
+    with pytest.raises(ModelLoadError, match=r"--num-classes 5 .* fc.weight has 10 classes"):
+        deepinside.load_model("timm:resnet18", weights=path, num_classes=5)
     pre = deepinside.Preprocessing(input_size=(64, 64), resize_size=72)
     clf = deepinside.load_model(net, preprocessing=pre, class_names=[f"c{i}" for i in range(10)])
     assert clf.module is net and clf.preprocessing == pre and clf.short_name(3) == "c3"
@@ -117,7 +120,7 @@ def test_timm_weights_file_and_module_from_python(tmp_path):
 
 def test_offline_hub_names_fail_in_one_line():
     """Without the internet, hub weights give one clear line (with it, they just load)."""
-    from deepinside.models import _reachable
+    from deepinside.models.hub import reachable as _reachable
 
     if _reachable("huggingface.co"):
         pytest.skip("the hub is reachable here")

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .engine import module_of, network
 from .filters import gaussian_blur
 from .models import Classifier, Preprocessing
-from .targets import class_indices
+from .targets import class_indices, need_logits
 
 __all__ = [
     "MODES",
@@ -349,7 +349,7 @@ def class_model(
     with network(model, example, fast=fast) as net, torch.enable_grad():
 
         def logits_of(x: Tensor) -> Tensor:
-            out = net(x)
+            out = need_logits(net(x), "a class model")
             if max(targets) >= out.shape[1] or min(targets) < 0:
                 raise ValueError(f"class out of range 0..{out.shape[1] - 1}: {targets}")
             return out

@@ -44,26 +44,31 @@ import contextlib
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .fastmodel import fast_copy
-from .layers import Layer, default_layer, find_layer, to_grid
+from .layers import Layer, find_layer, last_feature_map, to_grid
 from .models import Classifier
-from .targets import ScoreFn, Target, resolve_targets, target_scores
+from .targets import ScoreFn, Target, describe_output, resolve_targets, target_scores
 
 __all__ = [
     "LayerCapture",
     "capture_layer",
     "check_images",
+    "detach_output",
+    "default_layer",
     "eval_mode",
     "forward_logits",
     "input_gradient",
+    "layer_replaced",
     "module_of",
     "network",
+    "read_output",
+    "trace",
 ]
 
 
@@ -113,14 +118,73 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-def _check_logits(out: object) -> Tensor:
-    if not isinstance(out, Tensor) or out.dim() != 2:
-        raise ValueError("the model must return logits Tensor[B, K]")
-    i = _first_bad(out)
-    if i is not None:
-        raise ValueError(f"the model returned non-finite logits (NaN or infinity) for image {i} "
-                         "of the batch")
+def _default_output(out: object) -> object:
+    """A tensor as it is; the first tensor of a tuple / list; ``logits`` (else ``out``) of a
+    mapping or a Hugging Face ``ModelOutput``; anything else as it is (for target callables)."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, Mapping):
+        for key in ("logits", "out"):
+            if isinstance(out.get(key), Tensor):
+                return out[key]
+        return out
+    if isinstance(out, (tuple, list)):
+        return next((o for o in out if isinstance(o, Tensor)), out)
     return out
+
+
+def _holds_tensor(out: object) -> bool:
+    if isinstance(out, Tensor):
+        return True
+    if isinstance(out, Mapping):
+        return any(_holds_tensor(v) for v in out.values())
+    if isinstance(out, (tuple, list)):
+        return any(_holds_tensor(v) for v in out)
+    return False
+
+
+def read_output(out: object, output: Callable[[object], object] | None = None) -> object:
+    """What the network returned, read once: class logits ``Tensor[B, K]`` where there are.
+
+    ``output`` (a :class:`Classifier`'s, from ``load_model(..., output=f)``) extracts them;
+    by default a tensor is taken as it is, a tuple's or list's first tensor, a mapping's or
+    ``ModelOutput``'s ``logits`` (else ``out``); any other output (a segmentation map
+    ``Tensor[B, K, H, W]``, a detector's list of dicts) is kept for target callables
+    (:func:`deepinside.region_score`, :func:`deepinside.box_score`).
+
+    Raises:
+        ValueError: the output holds no tensor at all, or non-finite logits; one line naming
+            its type and what would work.
+    """
+    got = output(out) if output is not None else _default_output(out)
+    if not _holds_tensor(got):
+        raise ValueError(
+            f"the model returned {describe_output(got)}, which holds no tensor that a target "
+            "can read: return logits Tensor[B, K] (or a tuple, mapping or ModelOutput holding "
+            "them as 'logits' or 'out'), or pass load_model(..., output=f) to extract them")
+    if isinstance(got, Tensor) and got.dim() >= 1:
+        i = _first_bad(got)
+        if i is not None:
+            what = "logits" if got.dim() == 2 else "outputs"
+            raise ValueError(f"the model returned non-finite {what} (NaN or infinity) for image "
+                             f"{i} of the batch")
+    return got
+
+
+def detach_output(out: object) -> object:
+    """``out`` with every tensor in it detached (tensors, lists, tuples, mappings)."""
+    if isinstance(out, Tensor):
+        return out.detach()
+    if isinstance(out, Mapping):
+        return {k: detach_output(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(detach_output(v) for v in out) if isinstance(out, list) else tuple(
+            detach_output(v) for v in out)
+    return out
+
+
+def _reader(model: Classifier | nn.Module) -> Callable[[object], object] | None:
+    return model.output if isinstance(model, Classifier) else None
 
 
 AMP_DTYPES = (torch.float16, torch.bfloat16)
@@ -177,6 +241,9 @@ def network(
 ) -> Iterator[Callable[[Tensor], Tensor]]:
     """Within this block, a function ``logits(x Tensor[B, C, H, W]) -> Tensor[B, K]``.
 
+    The function returns the model's output read by :func:`read_output`: the class logits
+    ``Tensor[B, K]``, or, for a model without them (segmentation, detection), its output.
+
     The model is in eval mode for the whole block (flags restored at its end). With ``fast``,
     the function runs the private folded ``channels_last`` copy made for the device and dtype
     of ``example`` (when no safe copy can be made, e.g. the model carries hooks, the module
@@ -192,6 +259,7 @@ def network(
             follows ``DEEPINSIDE_COMPILE``. No effect without a fast copy.
     """
     module = module_of(model)
+    reader = _reader(model)
     _autocast(example, amp)  # checks amp before the model is touched
     use_compile = compile_default() if compiled is None else compiled
     with eval_mode(module):
@@ -205,8 +273,8 @@ def network(
                     out = _run_compiled(net, x.contiguous(memory_format=torch.channels_last))
                 else:
                     out = net(x.contiguous(memory_format=torch.channels_last))
-            out = _check_logits(out)
-            return out if amp is None else out.to(x.dtype)
+            out = read_output(out, reader)
+            return out if amp is None or not isinstance(out, Tensor) else out.to(x.dtype)
 
         yield logits
 
@@ -274,9 +342,12 @@ def input_gradient(
             torch.enable_grad():
         x.requires_grad_(True)
         logits = logits_of(x)
-        t = resolve_targets(target, logits, model)
-        s = target_scores(t, logits if score is None else score(logits))
-        if s.dim() == 1:
+        t = resolve_targets(target, logits, model, batch=x.shape[0])
+        s = target_scores(t, logits if score is None else score(logits), batch=x.shape[0])
+        if not s.requires_grad:  # e.g. no detection overlaps the box: the score is a constant
+            grad = torch.zeros_like(x) if s.dim() == 1 else torch.zeros(
+                (x.shape[0], s.shape[1], *x.shape[1:]), device=x.device, dtype=x.dtype)
+        elif s.dim() == 1:
             (grad,) = torch.autograd.grad(s.sum(), x)
         else:
             k = s.shape[1]
@@ -284,7 +355,57 @@ def input_gradient(
                      for j in range(k)]
             grad = torch.stack(grads, dim=1)
     grad = grad.contiguous().to(dtype=images.dtype)
-    return grad, t, logits.detach()
+    return grad, t, detach_output(logits)
+
+
+_DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def trace(module: nn.Module, images: Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """The layers of ``module`` and their output shapes on the first image of ``images``.
+
+    One forward pass of the first image twice (a batch of two) in eval mode without gradients
+    (flags restored); a hook per named submodule, registered for this call, records ``(name,
+    submodule, output shape)`` for one image in the order the forwards finish (a module that
+    runs twice appears twice). Outputs that are not tensors, or whose first dimension does not
+    follow the batch (a relative-position bias table, as in Hugging Face's Swin), are left out.
+    """
+    traced: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def hook(name: str):
+        def fn(m, _args, out):
+            if isinstance(out, Tensor) and out.dim() and out.shape[0] == 2:
+                traced.append((name, m, (1, *out.shape[1:])))
+
+        return fn
+
+    try:
+        for name, m in module.named_modules():
+            if name:
+                handles.append(m.register_forward_hook(hook(name)))
+        with torch.no_grad(), eval_mode(module):
+            module(torch.cat([images[:1].detach()] * 2))
+    finally:
+        for h in handles:
+            h.remove()
+    return traced
+
+
+def default_layer(module: nn.Module, images: Tensor) -> str:
+    """The last feature map of ``module`` on inputs like ``images``: its ``named_modules()`` name.
+
+    :func:`trace` read by :func:`deepinside.layers.last_feature_map` (see there for the rule);
+    cached per module and input shape.
+
+    Raises:
+        ValueError: the model has no layer with a spatial map.
+    """
+    key = tuple(images.shape[1:])
+    cache = _DEFAULTS.setdefault(module, {})
+    if key not in cache:
+        cache[key] = last_feature_map(module, trace(module, images), images.shape[-2:])
+    return cache[key]
 
 
 @dataclass
@@ -295,16 +416,19 @@ class LayerCapture:
         name: the layer's ``named_modules()`` name.
         activations: ``Tensor[B, C, h, w]`` (tokens laid on their grid without the prefix
             tokens, channels-last maps permuted: :func:`deepinside.layers.to_grid`).
-        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations.
+        gradients: ``Tensor[B, C, h, w]``, d S_c / d activations (``None`` when captured
+            without gradients).
         targets: ``Tensor[B]`` classes (or the target callable).
         logits: ``Tensor[B, K]``.
+        output: the layer's output as the layer gave it (any layout), detached.
     """
 
     name: str
     activations: Tensor
-    gradients: Tensor
+    gradients: Tensor | None
     targets: Tensor | ScoreFn
     logits: Tensor
+    output: Tensor | None = None
 
 
 _SAME_LAYER: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -357,6 +481,7 @@ def capture_layer(
     *,
     layer: Layer = None,
     fast: bool = True,
+    gradients: bool = True,
 ) -> LayerCapture:
     """One forward and one backward pass (down to the layer only) for a batch.
 
@@ -369,9 +494,10 @@ def capture_layer(
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
         images: ``Tensor[B, C, H, W]``.
         target: one class per example (see :mod:`deepinside.targets`; not ``"top<k>"``).
-        layer: ``None`` (:func:`~deepinside.layers.default_layer`), a ``named_modules()`` name,
+        layer: ``None`` (:func:`default_layer`), a ``named_modules()`` name,
             a glob pattern, or a submodule.
         fast: use the batch-norm-folded private copy when the layer's output is unchanged there.
+        gradients: ``False``: the forward pass only (``gradients`` is ``None``).
 
     Raises:
         ValueError: the layer cannot give a map (its output is not a spatial map of each
@@ -398,36 +524,83 @@ def capture_layer(
 
         handle = net.get_submodule(name).register_forward_hook(hook)
         try:
-            with torch.enable_grad():
-                logits = _check_logits(net(x))
+            with torch.set_grad_enabled(gradients):
+                logits = read_output(net(x), _reader(model))
                 if not leaves:
                     raise ValueError(f"layer {name!r} did not run in the forward pass")
-                t = resolve_targets(target, logits, model)
-                s = target_scores(t, logits)
+                t = resolve_targets(target, logits, model, batch=x.shape[0])
+                s = target_scores(t, logits, batch=x.shape[0])
                 if s.dim() != 1:
                     raise ValueError("layer methods explain one target per image; for top-k "
                                      "use deepinside.photo_maps (it repeats the images)")
-                act = leaves[-1]
-                (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True)
+                act, grad = leaves[-1], None
+                if gradients:  # a constant score (no detection on the box): zero gradient
+                    (grad,) = (torch.autograd.grad(s.sum(), act, allow_unused=True)
+                               if s.requires_grad else (torch.zeros_like(act),))
         finally:
             handle.remove()
+    output = act.detach()
     grid = {"layer": name, "image_size": tuple(images.shape[-2:]), "batch": images.shape[0]}
     try:
-        act = to_grid(net, act.detach(), **grid)
+        act = to_grid(net, output, **grid)
     except ValueError as e:
         raise ValueError(f"{e}; {_layer_hint(module, x, name)}") from None
+    grad = _grid_gradient(net, module, x, name, grad, grid) if gradients else None
+    return LayerCapture(name, act.contiguous().to(images.dtype),
+                        grad.contiguous().to(images.dtype) if grad is not None else None,
+                        t, detach_output(logits), output)
+
+
+def _grid_gradient(net: nn.Module, module: nn.Module, x: Tensor, name: str,
+                   grad: Tensor | None, grid: dict) -> Tensor:
+    """The layer's gradient on the grid; an error if the scores do not reach its map."""
     if grad is None:
         raise ValueError(f"the class scores do not depend on layer {name!r}")
-    whole = grad
-    grad = to_grid(net, grad, **grid)
-    if whole.dim() == 3 and bool((whole != 0).any()) and not bool((grad != 0).any()):
+    on_grid = to_grid(net, grad, **grid)
+    if grad.dim() == 3 and bool((grad != 0).any()) and not bool((on_grid != 0).any()):
         raise ValueError(
             f"the class scores depend on layer {name!r} only through its class (prefix) "
             f"tokens: the gradient on its patch tokens is zero, so its map would be empty; "
             f"{_layer_hint(module, x, name)}")
-    act = act.contiguous().to(images.dtype)
-    grad = grad.contiguous().to(images.dtype)
-    return LayerCapture(name, act, grad, t, logits.detach())
+    return on_grid
+
+
+@contextlib.contextmanager
+def layer_replaced(
+    model: Classifier | nn.Module, example: Tensor, layer: str
+) -> Iterator[Callable[[Tensor, Tensor], Tensor]]:
+    """Within this block, ``logits(x, output) -> Tensor[n, K]``: the network on ``x`` with
+    ``layer``'s output replaced by ``output`` (``n`` rows: the part above the layer runs on
+    them, whatever the batch of ``x``).
+
+    The module itself runs (a forward hook on the caller's layer, registered for the block
+    and removed at its end), in eval mode, without gradients. For Ablation-CAM's passes.
+
+    Raises:
+        ValueError: the layer returns no tensor.
+    """
+    module = module_of(model)
+    replace: list[Tensor] = []
+
+    def hook(_m, _args, out):
+        if not isinstance(out, Tensor):
+            raise ValueError(f"layer {layer!r} returns {type(out).__name__}, not a tensor")
+        return replace[0] if replace else None
+
+    with network(model, example, fast=False) as logits_of, torch.no_grad():
+        handle = module.get_submodule(layer).register_forward_hook(hook)
+        try:
+
+            def logits(x: Tensor, output: Tensor) -> Tensor:
+                replace[:] = [output]
+                try:
+                    return logits_of(x)
+                finally:
+                    replace.clear()
+
+            yield logits
+        finally:
+            handle.remove()
 
 
 def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import copy
 import weakref
 from collections import Counter
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["fast_copy", "fold_batchnorm", "has_hooks", "out_of_place"]
+__all__ = ["fast_copy", "fold_batchnorm", "has_hooks", "out_of_place", "same_output"]
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
@@ -74,7 +75,7 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
     entries = _CACHE.setdefault(module, {})
     hit = entries.get(key)
     if hit is not None and hit[0] == fp:
-        return hit[1]
+        return hit[1]  # the copy, or None: no safe copy of this module
     try:
         net = copy.deepcopy(module)
     except Exception:  # noqa: BLE001 - e.g. modules holding unpicklable state
@@ -89,11 +90,51 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
             generator=torch.Generator().manual_seed(0),
             dtype=torch.float32,
         ).to(device=example.device, dtype=example.dtype)
-        net = fold_batchnorm(net, probe)
-        net = out_of_place(net, probe)
-        net = net.to(memory_format=torch.channels_last)
+        try:
+            net = fold_batchnorm(net, probe)
+            net = out_of_place(net, probe)
+            net = net.to(memory_format=torch.channels_last)
+        except Exception:  # noqa: BLE001 - a model the rewrites cannot probe: run it as it is
+            entries[key] = (fp, None)
+            return None
     entries[key] = (fp, net)
     return net
+
+
+def _tensors(out: object) -> list[Tensor] | None:
+    """The tensors of an output (a tensor, nested tuples / lists / mappings such as a Hugging
+    Face ``ModelOutput``), in order; ``None`` if it holds anything else."""
+    if isinstance(out, Tensor):
+        return [out]
+    items = list(out.values()) if isinstance(out, Mapping) else (
+        list(out) if isinstance(out, (tuple, list)) else None)
+    if items is None:
+        return None
+    found: list[Tensor] = []
+    for item in items:
+        sub = _tensors(item)
+        if sub is None:
+            return None
+        found += sub
+    return found
+
+
+def same_output(out: object, reference: object, rtol: float) -> bool:
+    """Whether two outputs hold tensors of the same shapes, equal within ``rtol`` of the
+    reference's largest magnitude (any output: tensors, tuples, mappings, ``ModelOutput``)."""
+    a, b = _tensors(out), _tensors(reference)
+    if a is None or b is None or len(a) != len(b) or not b:
+        return False
+    for x, y in zip(a, b):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if not x.is_floating_point():
+            if not torch.equal(x, y):
+                return False
+            continue
+        if x.numel() and float((x - y).abs().max()) > rtol * float(y.abs().max()) + 1e-6:
+            return False
+    return True
 
 
 def _conv_bn_pairs(net: nn.Module, probe: Tensor) -> list[tuple[str, str]]:
@@ -175,12 +216,7 @@ def fold_batchnorm(net: nn.Module, probe: Tensor, rtol: float = 1e-3) -> nn.Modu
             conv.bias = nn.Parameter(b, requires_grad=False)
             _replace(net, bn_name, _after_batchnorm(bn))
         out = net(probe)
-    tol = rtol * float(reference.abs().max()) + 1e-6
-    if not isinstance(out, Tensor) or out.shape != reference.shape:
-        return backup
-    if float((out - reference).abs().max()) > tol:
-        return backup
-    return net
+    return net if same_output(out, reference, rtol) else backup
 
 
 def out_of_place(net: nn.Module, probe: Tensor, rtol: float = 1e-5) -> nn.Module:
@@ -204,11 +240,7 @@ def out_of_place(net: nn.Module, probe: Tensor, rtol: float = 1e-5) -> nn.Module
         for m in flagged:
             m.inplace = False
         out = net(probe.clone())
-    same = (isinstance(out, Tensor) and isinstance(reference, Tensor)
-            and out.shape == reference.shape
-            and float((out - reference).abs().max())
-            <= rtol * float(reference.abs().max()) + 1e-6)
-    if not same:
+    if not same_output(out, reference, rtol):
         for m in flagged:
             m.inplace = True
     return net

@@ -10,7 +10,9 @@ truncated, empty and non-image files raise :class:`ImageLoadError` whose message
   input that fails is reported once as ``(input, reason)`` through one callback, and the others
   go on. The command line, the evaluation runner and ``evaluate compare`` all read through it.
 - :func:`photos_to_batch`: photos -> ``Tensor[B, 3, H, W]`` at the model's input size.
-- :func:`photo_maps`: photos -> one map per photo (and target), resized back to the photo.
+- :func:`model_batch`: the same on the model's device and in its dtype.
+- :func:`resize_maps_to`: maps -> arrays at each photo's size (``photo_maps``, in
+  :mod:`deepinside.photomaps`, puts these together with a method).
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from .models import Classifier, Preprocessing
-from .targets import ScoreFn, Target, resolve_targets
+from .ops import resize_maps
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -44,7 +45,7 @@ __all__ = [
     "load_image",
     "demo_photos",
     "open_photo",
-    "photo_maps",
+    "model_batch",
     "photos_to_batch",
     "resize_maps",
 ]
@@ -197,11 +198,22 @@ def photos_to_batch(
     return torch.stack([preprocessing.to_tensor(p, crop=crop) for p in photos])
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize maps ``Tensor[B, h, w]`` to ``size`` = (H, W) bilinearly -> ``Tensor[B, H, W]``."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+def model_batch(
+    model: Classifier,
+    photos: Sequence[Image.Image],
+    *,
+    crop: bool,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Photos as the model's input: :func:`photos_to_batch` with its preprocessing, on its
+    device (or ``device``) and in its dtype, ``Tensor[B, 3, H, W]``.
+
+    Args:
+        crop: ``False`` (maps: the whole photo is resized), ``True`` (classification: resize
+            and centre crop); no default, so every caller says which.
+    """
+    dev = torch.device(device) if device is not None else model.device
+    return photos_to_batch(photos, model.preprocessing, crop=crop).to(dev, model.dtype)
 
 
 def resize_maps_to(maps: Tensor, photos: Sequence[Image.Image]) -> list[np.ndarray]:
@@ -327,88 +339,6 @@ def iter_photo_batches(
             batch = PhotoBatch()
     if batch.items or batch.failed:
         yield batch
-
-
-# ----------------------------------------------------------------------------- maps
-
-
-def photo_maps(
-    model: Classifier,
-    photos: Sequence[Image.Image],
-    target: Target = None,
-    *,
-    method: str | Callable[..., Tensor] = "gradient",
-    batch_size: int = 16,
-    device: torch.device | str | None = None,
-    progress: Callable[[int], None] | None = None,
-    **options: object,
-) -> tuple[list[np.ndarray], Tensor | ScoreFn, Tensor]:
-    """Maps for whole photos, each resized back to the photo's own height and width.
-
-    Each photo is resized (no crop) to the model's input size, so the map covers the whole
-    photo; the map is then resized bilinearly to the photo's size. The targets are resolved on
-    one forward pass per batch; ``"top<k>"`` gives ``k`` maps per photo (the photo is
-    repeated ``k`` times in the method's batch).
-
-    Args:
-        model: the classifier (its preprocessing is used).
-        photos: RGB PIL images.
-        target: see :mod:`deepinside.targets`; a sequence / tensor has one entry per photo.
-        method: a registered method name (default: the paper's ``"gradient"``) or
-            ``f(model, images, target, **options) -> Tensor[B, H, W]``.
-        batch_size: photos per forward/backward pass.
-        device: where the inputs go (default: the model's device).
-        progress: called with the number of photos done after each batch.
-        **options: options of the method.
-
-    Returns:
-        ``(maps, targets, logits)``: float32 arrays of shape (height, width) (``(k, height,
-        width)`` for top-k), one per photo; the class each map explains (``Tensor[N]`` /
-        ``Tensor[N, k]``, or the target callable); and the logits ``Tensor[N, K]`` of the
-        resized photos.
-    """
-    from .engine import forward_logits
-    from .methods import get_method
-
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    if not photos:
-        raise ValueError("no photos given")
-    if isinstance(target, Tensor) and target.dim() == 0:
-        target = int(target)
-    fn = get_method(method) if isinstance(method, str) else method
-    dev = torch.device(device) if device is not None else model.device
-    per_photo = target is not None and not isinstance(target, (int, np.integer, str)) and not (
-        callable(target) and not isinstance(target, Tensor))
-    if per_photo:
-        items = target.cpu() if isinstance(target, Tensor) else list(target)  # type: ignore
-        if len(items) != len(photos):
-            raise ValueError(f"got {len(items)} targets for {len(photos)} photos")
-    maps: list[np.ndarray] = []
-    targets: list[Tensor] = []
-    all_logits: list[Tensor] = []
-    t: Tensor | ScoreFn = target  # type: ignore[assignment]
-    for start in range(0, len(photos), batch_size):
-        chunk = photos[start : start + batch_size]
-        x = photos_to_batch(chunk, model.preprocessing, crop=False).to(dev, model.dtype)
-        logits = forward_logits(model, x)
-        want = items[start : start + len(chunk)] if per_photo else target
-        t = resolve_targets(want, logits, model)  # type: ignore[arg-type]
-        if isinstance(t, Tensor) and t.dim() == 2:  # top-k: the photo once per class
-            k = t.shape[1]
-            m = fn(model, x.repeat_interleave(k, 0), t.reshape(-1), **options)
-            m = m.reshape(len(chunk), k, *m.shape[1:])
-        else:
-            m = fn(model, x, t, **options)
-        maps.extend(resize_maps_to(m, chunk))
-        if isinstance(t, Tensor):
-            targets.append(t.cpu())
-        all_logits.append(logits.float().cpu())
-        if progress is not None:
-            progress(len(chunk))
-    if targets:
-        t = torch.cat(targets)
-    return maps, t, torch.cat(all_logits)
 
 
 def demo_photos() -> list[tuple[str, Image.Image]]:

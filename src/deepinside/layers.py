@@ -20,26 +20,23 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import weakref
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .registry import did_you_mean
 
-__all__ = ["Layer", "default_layer", "find_layer", "layer_layout", "to_grid"]
+__all__ = ["Layer", "find_layer", "last_feature_map", "layer_layout", "to_grid"]
 
 Layer = None | str | nn.Module
 
-_DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
-
 # Modules that pass a feature map on unchanged or resample it: never the default layer.
 _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-            nn.Softmax)
+            nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.Softmax)
 
-# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT.
-_ATTN_NORMS = ("norm1", "ln_1")
+# The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT,
+# Hugging Face ViT, DeiT, BEiT, Swin.
+_ATTN_NORMS = ("norm1", "ln_1", "layernorm_before")
 
 _NEED = ("need Tensor[B, C, h, w], channels-last Tensor[B, h, w, C] or tokens Tensor[B, N, C] "
          "on the patch grid")
@@ -80,6 +77,9 @@ def _token_grids(net: nn.Module, image_size: Sequence[int] | None) -> list[tuple
     grid = getattr(pe, "grid_size", None)
     if isinstance(grid, Sequence) and len(grid) == 2:
         grids.append((int(grid[0]), int(grid[1])))
+    hf = getattr(getattr(net, "config", None), "patch_size", None)  # Hugging Face ViT, DeiT, BEiT
+    if image_size is not None and isinstance(hf, int) and hf > 0:
+        grids.append((image_size[0] // hf, image_size[1] // hf))
     return grids
 
 
@@ -96,8 +96,9 @@ def _prefix_and_grid(
         ValueError: no such grid.
     """
     own = getattr(net, "num_prefix_tokens", None)
-    prefixes = ([int(own)] if isinstance(own, int) and own >= 0 else []) + list(range(17))
-    for p in prefixes[:1] + [0]:
+    known = isinstance(own, int) and own >= 0
+    prefixes = ([int(own)] if known else []) + list(range(17))
+    for p in (prefixes[:1] + [0]) if known else prefixes:  # unknown prefix: the patch grid tells
         for h, w in _token_grids(net, image_size):
             if h * w == n - p and h * w > 1:
                 return p, h, w
@@ -177,50 +178,33 @@ def _spatial(net: nn.Module, module: nn.Module, shape: tuple[int, ...], image_si
         return None
 
 
-def default_layer(module: nn.Module, images: Tensor) -> str:
-    """The last feature map of ``module`` on inputs like ``images``: its ``named_modules()`` name.
+def last_feature_map(
+    module: nn.Module,
+    traced: Sequence[tuple[str, nn.Module, tuple[int, ...]]],
+    image_size: Sequence[int],
+) -> str:
+    """The default layer of ``module`` from a trace of one image's forward pass.
 
-    The last module, in the order their forwards finish, whose output is a spatial map
-    (see :func:`layer_layout`; modules that only pass a map on or pool it, such as
+    ``traced`` holds ``(name, submodule, output shape)`` in the order the forwards finish
+    (:func:`deepinside.engine.trace`). The last module whose output is a spatial map (see
+    :func:`layer_layout`; modules that only pass a map on or pool it, such as
     ``nn.Identity``, dropout and adaptive pooling, are skipped): ``layer4`` on a ResNet,
     ``features`` on VGG and MobileNet, ``stages`` on ConvNeXt. When that map is made of tokens
     or is channels-last (a transformer's tail: ViT, DeiT, Swin), the last block's ``norm1``
     instead, the input of its attention, as pytorch-grad-cam advises (in a ViT the patch
-    tokens after the last block no longer reach the class token). Cached per module and input
-    shape.
+    tokens after the last block no longer reach the class token).
 
     Raises:
         ValueError: the model has no layer with a spatial map.
     """
-    key = tuple(images.shape[1:])
-    cache = _DEFAULTS.setdefault(module, {})
-    if key in cache:
-        return cache[key]
+    size = tuple(image_size)
     found: list[tuple[str, str]] = []  # (name, layout) in the order forwards finish
-    handles = []
-    size = tuple(images.shape[-2:])
-
-    def hook(name):
-        def fn(m, _args, out):
-            if isinstance(m, _SKIPPED) or not isinstance(out, Tensor) or out.shape[0] != 1:
-                return
-            layout = _spatial(module, m, tuple(out.shape), size)
-            if layout is not None:
-                found.append((name, layout))
-
-        return fn
-
-    from .engine import eval_mode
-
-    try:
-        for name, m in module.named_modules():
-            if name:
-                handles.append(m.register_forward_hook(hook(name)))
-        with torch.no_grad(), eval_mode(module):
-            module(images[:1].detach())
-    finally:
-        for h in handles:
-            h.remove()
+    for name, m, shape in traced:
+        if isinstance(m, _SKIPPED) or not shape or shape[0] != 1:
+            continue
+        layout = _spatial(module, m, tuple(shape), size)
+        if layout is not None:
+            found.append((name, layout))
     if not found:
         raise ValueError("found no layer with a spatial feature map; pass layer=NAME")
     name, layout = found[-1]
@@ -229,7 +213,6 @@ def default_layer(module: nn.Module, images: Tensor) -> str:
         blocks = [n for n, _ in found[last_conv + 1:] if n.rpartition(".")[2] in _ATTN_NORMS]
         if blocks:
             name = blocks[-1]
-    cache[key] = name
     return name
 
 

@@ -368,7 +368,7 @@ def recipe_maps(
     """
     from PIL import ImageOps
 
-    from .images import photo_maps
+    from .photomaps import photo_maps
 
     photos = list(photos)
     mirrored = [ImageOps.mirror(p) for p in photos] if recipe.flip else []
@@ -461,8 +461,8 @@ def localize(
     """
     import torch
 
-    from .engine import forward_logits
-    from .images import as_photos, photos_to_batch
+    from .images import as_photos
+    from .photomaps import forward_photos
     from .targets import resolve_targets
 
     rec = get_recipe(recipe, **overrides)
@@ -472,8 +472,7 @@ def localize(
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
     logits = torch.cat([
-        forward_logits(model, photos_to_batch(photos[i:i + batch_size], model.preprocessing)
-                       .to(model.device, model.dtype)).float().cpu()
+        forward_photos(model, photos[i:i + batch_size], crop=False)[1].float().cpu()
         for i in range(0, n, batch_size)
     ])
     classes = resolve_targets(f"top{top_k}" if target is None else target, logits, model)

@@ -14,8 +14,9 @@ __all__ = ["analyse", "audit_batch"]
 
 
 def audit_batch(model, items: Sequence, photos: Sequence, boxes: Sequence[list],
-                method: str, hashes: dict[str, str], batch_size: int,
-                fail: Callable[[object, str], None], **options: object) -> list[AuditRecord]:
+                hashes: dict[str, str], fail: Callable[[object, str], None], *,
+                method: str = "gradcam", batch_size: int = 16,
+                options: dict | None = None) -> list[AuditRecord]:
     """The audit lines of a batch of photos: the map for each labelled class, and for the
     predicted class where it differs; if the batch fails, photo by photo, and ``fail(item,
     reason)`` for each photo whose maps fail.
@@ -25,12 +26,16 @@ def audit_batch(model, items: Sequence, photos: Sequence, boxes: Sequence[list],
         items: the photos' dataset records (``key``, ``label``).
         photos: their RGB photos.
         boxes: their true boxes, clipped to the photo (may be empty).
-        method: the attribution method.
         hashes: ``key -> record hash``.
-        batch_size: photos per pass.
         fail: called for a photo that cannot be audited.
-        **options: the method's options.
+        method: the attribution method.
+        batch_size: photos per pass.
+        options: the method's options.
+
+    The stage of the audit's :class:`deepinside.evaluate.backend.LinesSpec`: both backends
+    run it on the model's device.
     """
+    options = options or {}
     from .. import photo_maps
 
     def lines(items, photos, boxes) -> list[AuditRecord]:
@@ -57,7 +62,8 @@ def audit_batch(model, items: Sequence, photos: Sequence, boxes: Sequence[list],
             return []
     out: list[AuditRecord] = []
     for r, p, b in zip(items, photos, boxes):
-        out += audit_batch(model, [r], [p], [b], method, hashes, batch_size, fail, **options)
+        out += audit_batch(model, [r], [p], [b], hashes, fail, method=method,
+                           batch_size=batch_size, options=options)
     return out
 
 

@@ -74,12 +74,12 @@ def erase_drops(model, photos: Sequence, label: int, region: np.ndarray,
     """
     from ..engine import forward_logits
     from ..filters import gaussian_blur
-    from ..images import photos_to_batch
+    from ..images import model_batch
 
     region_drops, object_drops = [], []
     for start in range(0, len(photos), batch_size):
         chunk = list(photos[start:start + batch_size])
-        x = photos_to_batch(chunk, model.preprocessing, crop=False).to(model.device, model.dtype)
+        x = model_batch(model, chunk, crop=False)
         h, w = x.shape[-2:]
         soft = gaussian_blur(x, blur * max(h, w))
         reg, obj = (m.to(x.device, x.dtype) for m in erase_masks(

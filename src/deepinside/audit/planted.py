@@ -173,17 +173,16 @@ def trunk_features(model, trunk: nn.Module, photos: Sequence[Image.Image],
                    batch_size: int = 16) -> Tensor:
     """``Tensor[N, C, h, w]``: the trunk's feature maps of the photos, each resized whole to
     the model's input (as the maps see them), through the engine."""
-    from ..engine import forward_logits
-    from ..images import photos_to_batch
+    from ..engine import forward_logits, trace
+    from ..images import model_batch
 
     flat = _Flat(trunk)
-    out = []
+    out, shape = [], None
     for i in range(0, len(photos), batch_size):
-        x = photos_to_batch(photos[i:i + batch_size], model.preprocessing, crop=False)
-        if not out:
-            with torch.no_grad():
-                shape = trunk(x[:1]).shape[1:]
-        out.append(forward_logits(flat, x).reshape(len(x), *shape))
+        x = model_batch(model, photos[i:i + batch_size], crop=False)
+        if shape is None:
+            shape = next(s for name, _, s in trace(flat, x) if name == "trunk")[1:]
+        out.append(forward_logits(flat, x).reshape(len(x), *shape).cpu())
     return torch.cat(out)
 
 
@@ -204,13 +203,13 @@ def train_head(model, trunk: nn.Module, features: Tensor, labels: Sequence[int],
     head = nn.Conv2d(features.shape[1], k, 1)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    net = PlantedNet(nn.Identity(), head)
     opt = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
     x = features.float()
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(net(x), y, weight=weight)
+        scores = F.conv2d(x, head.weight, head.bias).amax(dim=(2, 3))  # PlantedNet's head
+        loss = F.cross_entropy(scores, y, weight=weight)
         loss = loss + weight_decay * head.weight.pow(2).sum()
         loss.backward()
         return loss
@@ -228,11 +227,11 @@ def flip_rate(model, stamped_photos: Sequence[Image.Image], label: int,
     """The share of photos (of other classes, with a stamp pasted on) that ``model`` calls
     ``label``."""
     from ..engine import forward_logits
-    from ..images import photos_to_batch
+    from ..images import model_batch
 
     hits = 0
     for i in range(0, len(stamped_photos), batch_size):
-        x = photos_to_batch(stamped_photos[i:i + batch_size], model.preprocessing, crop=False)
+        x = model_batch(model, stamped_photos[i:i + batch_size], crop=False)
         hits += int((forward_logits(model, x).argmax(1) == label).sum())
     return hits / max(1, len(stamped_photos))
 

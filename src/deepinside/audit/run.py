@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from .page import audit_json, render_audit_page, write_figures
@@ -39,7 +39,7 @@ def audit_config(model, method: str, options: dict) -> dict:
     return {"deepinside": __version__, "kind": "audit",
             "model": getattr(model, "name", type(module).__name__),
             "weights_sha256": weights_hash(module),
-            "preprocessing": asdict(pre) if pre is not None else None,
+            "preprocessing": pre.to_dict() if pre is not None else None,
             "method": method, "options": options, "grid": GRID}
 
 
@@ -111,9 +111,16 @@ def audit(
     """
     from tqdm import tqdm
 
+    from .. import __version__
+    from ..evaluate.backend import LinesSpec
     from ..evaluate.datasets import read_dataset
-    from ..evaluate.runner import _check_config, _locked
+    from ..evaluate.rundir import check_config, locked, record_hash
+    from ..evaluate.runner import get_backend, stream_run
     from ..images import ImageLoadError, open_photo
+    from .analysis import analyse, audit_batch
+
+    where = get_backend(backend)
+    where.check()
 
     if on_problem is None:
         def on_problem(photo: str, reason: str) -> None:
@@ -127,13 +134,21 @@ def audit(
     records = select_records(model, dataset, classes, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
-        _check_config(out, audit_config(model, method, {k: repr(v) for k, v in
-                                                        sorted(options.items())}))
-        lines, failed = _lines(model, records, out, method, batch_size, backend, workers,
-                               ray_address, show_progress, on_problem, options)
+    with locked(out):
+        check_config(out, audit_config(model, method, {k: repr(v) for k, v in
+                                                       sorted(options.items())}))
+        spec = LinesSpec(model, functools.partial(audit_batch, method=method,
+                                                  batch_size=batch_size, options=options),
+                         {r.key: record_hash(r) for r in records}, batch_size=batch_size,
+                         workers=workers, address=ray_address,
+                         warn=lambda path, note: on_problem(str(path), f"warning: {note}"))
+        rows = stream_run(model, records, out, spec.hashes,
+                          lambda todo, sink: where.lines(spec, todo, sink), desc="audit",
+                          parse=AuditRecord.from_json, show_progress=show_progress,
+                          on_problem=on_problem)
+        mine = [r for r in rows if isinstance(r, AuditRecord)]
+        failed = len(rows) - len(mine)
         by_key = {r.key: r for r in records}
-        mine = [r for r in lines if r.key in by_key]
 
         def photo(key: str):
             try:
@@ -144,15 +159,13 @@ def audit(
         bar = tqdm(total=len({r.label for r in mine}), desc="audit classes", unit="class",
                    disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
         try:
-            from .analysis import analyse
-
             classes_ = analyse(model, mine, photo, names=model.short_name,
                                erase_photos=erase_photos, batch_size=batch_size,
                                progress=bar.update)
         finally:
             bar.close()
         meta = {"model": getattr(model, "name", "model"), "method": method, "dataset": source,
-                "n_photos": len(mine), "n_failed": failed, "deepinside": _version()}
+                "n_photos": len(mine), "n_failed": failed, "deepinside": __version__}
         lookup = {r.key: r for r in mine}
 
         def example(key: str):
@@ -164,87 +177,3 @@ def audit(
         (out / AUDIT_JSON).write_text(json.dumps(result, indent=2) + "\n")
         (out / PAGE).write_text(render_audit_page(classes_, meta, figures), encoding="utf-8")
     return result
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _lines(model, records, out: Path, method, batch_size, backend, workers, ray_address,
-           show_progress, on_problem, options) -> tuple[list[AuditRecord], int]:
-    """Every record's audit line: those in ``out/per_image.jsonl`` and the new ones (written
-    there as they come); and how many photos failed."""
-    from tqdm import tqdm
-
-    from ..evaluate.datasets import label_problem
-    from ..evaluate.runner import (
-        PER_IMAGE,
-        RecordSink,
-        RunMismatchError,
-        _read_done,
-        record_hash,
-    )
-
-    path = out / PER_IMAGE
-    old = _read_done(path, AuditRecord.from_json)
-    done = {(r["key"] if isinstance(r, dict) else r.key): r for r in old}
-    hashes = {r.key: record_hash(r) for r in records}
-    changed = [k for k, h in hashes.items() if k in done and (
-        done[k]["record_hash"] if isinstance(done[k], dict) else done[k].record_hash) != h]
-    if changed:
-        raise RunMismatchError(f"{out} holds lines for {len(changed)} of these photos with "
-                               f"other annotations (e.g. {changed[0]}); use another --out or "
-                               "delete it")
-    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc="audit",
-               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
-    paths = {r.key: r.path for r in records}
-    try:
-        with path.open("a", encoding="utf-8") as f:
-            sink = RecordSink(f, bar, paths, on_problem)
-            todo, seen = [], set()
-            for r in records:
-                if r.key in done:
-                    if isinstance(done[r.key], dict):
-                        sink.report(r.key, done[r.key]["error"])
-                    continue
-                if r.key in seen:
-                    continue
-                seen.add(r.key)
-                why = label_problem(r, model)
-                if why:
-                    sink.failure(r.key, hashes[r.key], why)
-                else:
-                    todo.append(r)
-            if todo and backend == "ray":
-                raise NotImplementedError("the ray backend of the audit")
-            elif todo:
-                _local(model, todo, sink, method, hashes, batch_size, options)
-    finally:
-        bar.close()
-    rows = [done[k] for k in hashes if k in done] + sink.results + sink.failures
-    lines = [r for r in rows if isinstance(r, AuditRecord)]
-    return lines, len(rows) - len(lines)
-
-
-def _local(model, todo, sink, method, hashes, batch_size, options) -> None:
-    from ..evaluate.metrics import fit_boxes
-    from ..images import iter_photo_batches
-    from .analysis import audit_batch
-
-    by_path = {str(r.path): r for r in todo}
-
-    def fail(r, reason: str) -> None:
-        sink.failure(r.key, hashes[r.key], reason)
-
-    for batch in iter_photo_batches(todo, batch_size,
-                                    lambda src, why: fail(by_path[str(src)], why),
-                                    source=lambda r: r.path):
-        if not batch.items:
-            continue
-        boxes = [fit_boxes(r.boxes, p.width, p.height)[0]
-                 for r, p in zip(batch.items, batch.photos)]
-        for line in audit_batch(model, batch.items, batch.photos, boxes, method, hashes,
-                                batch_size, fail, **options):
-            sink.result(line)

@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import forward_logits
-    from ..images import photos_to_batch
+    from ..photomaps import forward_photos
 
     clf = model_from_args(args)
     failures = Failures()
@@ -39,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     with progress(total, "classify") as bar:
         for batch in batches:
             if batch.items:
-                x = photos_to_batch(batch.photos, clf.preprocessing, crop=True)
-                logits = forward_logits(clf, x.to(clf.device, clf.dtype))
+                _, logits = forward_photos(clf, batch.photos, crop=True)
                 for path, top in zip(batch.items, clf.top_classes(logits, args.top_k)):
                     results.append({"image": str(path), "top": top})
                     if not args.json:

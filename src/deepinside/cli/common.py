@@ -17,6 +17,8 @@ __all__ = [
     "CLIError",
     "Failures",
     "add_model_args",
+    "add_target_arg",
+    "check_logits",
     "claim_batch",
     "lookup",
     "model_from_args",
@@ -26,6 +28,7 @@ __all__ = [
     "positive_int",
     "progress",
     "resolve_class",
+    "target_from_args",
 ]
 
 PROGRESS_MIN = 5  # show a progress bar from this many inputs on
@@ -57,13 +60,30 @@ nonnegative_int = _int_at_least(0, "0 or more")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``, ``--device``: how a subcommand finds its classifier."""
-    p.add_argument("--model", "-m", default="efficientnet_lite0",
+    """The model options every subcommand shares (one place: classify, saliency, localize,
+    classmodel, evaluate, paper, serve, demo): ``--model``, ``--weights``, ``--num-classes``,
+    ``--class-names``, ``--device``."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", default="efficientnet_lite0",
                    help="efficientnet_lite0 (default), efficientnet_lite1/2, timm:<name>, "
-                        "torchvision:<name>")
-    p.add_argument("--weights", "-w", default=None,
-                   help="local .safetensors/.pt/.pth state dict for the model's architecture")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+                        "torchvision:<name>, hf:<folder> (a Hugging Face save_pretrained "
+                        "folder), package.module:factory")
+    g.add_argument("--weights", "-w", default=None,
+                   help="local .safetensors/.pt/.pth state dict for the model's architecture "
+                        "(its head may have its own number of classes)")
+    g.add_argument("--num-classes", type=positive_int, default=None, metavar="N",
+                   help="classes of the model's head (default: the checkpoint's)")
+    g.add_argument("--class-names", default=None, metavar="FILE",
+                   help="the classes' names: one a line, a JSON list or a JSON {index: name}")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+
+
+def add_target_arg(p: argparse.ArgumentParser, what: str = "explain") -> None:
+    """``--target``: what to explain, as :func:`deepinside.targets.parse_target` reads it."""
+    p.add_argument("--target", "-t", default=None,
+                   help=f"what to {what}: a class index or name, top<k> (each photo's k best "
+                        "classes), or classes separated by commas (their logits summed); "
+                        "default: each photo's top-1 class")
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int = 16) -> None:
@@ -91,13 +111,54 @@ def resolve_device(name: str):
 
 
 def model_from_args(args: argparse.Namespace):
-    """Load the classifier that ``--model/--weights/--device`` name (errors become CLIError)."""
+    """Load the classifier the model options name (:func:`add_model_args`); errors become one
+    CLIError line."""
     from ..models import ModelLoadError, load_model
 
     try:
-        return load_model(args.model, weights=args.weights, device=resolve_device(args.device))
+        clf = load_model(args.model, weights=args.weights, device=resolve_device(args.device),
+                         num_classes=getattr(args, "num_classes", None),
+                         class_names=getattr(args, "class_names", None))
     except ModelLoadError as e:
         raise CLIError(str(e)) from None
+    check_logits(clf, args.model, named=getattr(args, "class_names", None) is not None)
+    return clf
+
+
+def check_logits(clf, name: str, named: bool = True) -> None:
+    """One forward pass of a blank input: the model must run and return class logits (the
+    command line explains classes); otherwise one CLIError line that says what it returned.
+    A module whose head the defaults misnamed (``named`` False) gets ``class <i>`` names."""
+    import torch
+
+    from .. import forward_logits
+    from ..targets import describe_output, is_logits
+
+    x = torch.zeros((1, 3, *clf.preprocessing.input_size), device=clf.device, dtype=clf.dtype)
+    try:
+        out = forward_logits(clf, x)
+    except (ValueError, RuntimeError, TypeError) as e:
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"--model {name}: {line}") from None
+    if is_logits(out) and out.shape[1] != len(clf.class_names) and not named:
+        clf.class_names = [f"class {i}" for i in range(out.shape[1])]
+    if not is_logits(out) or out.shape[1] != len(clf.class_names):
+        what = (f"{out.shape[1]} class logits for {len(clf.class_names)} class names"
+                if is_logits(out) else f"{describe_output(out)}, not class logits Tensor[B, K]")
+        raise CLIError(f"--model {name} returns {what}; the command line explains classes (from "
+                       "Python, aim at any output with a target callable such as "
+                       "deepinside.region_score, or read logits with load_model(..., output=f))")
+
+
+def target_from_args(clf, text: str | None):
+    """``--target`` read by :func:`deepinside.targets.parse_target` against the model's class
+    names; a bad one -> CLIError."""
+    from ..targets import parse_target
+
+    try:
+        return parse_target(text, clf)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--target {text!r}: {e}") from None
 
 
 def lookup(get: Callable, name: str):

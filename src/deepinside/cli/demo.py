@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..images import photo_maps
+    from ..photomaps import photo_maps
     from ..render import heatmap, overlay, save_figure, to_uint8
     from . import command_modules
 

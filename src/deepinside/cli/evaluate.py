@@ -24,7 +24,6 @@ from .common import (
     positive_int,
     progress,
 )
-from .methods import COMPARE_METHODS, SLOW_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,10 +79,10 @@ def check_backend(args: argparse.Namespace) -> None:
         if args.ray_address:
             raise CLIError("--ray-address needs --backend ray")
         return
-    from ..evaluate.ray_backend import require_ray
+    from ..evaluate import get_backend
 
     try:
-        require_ray()
+        get_backend(args.backend).check()
     except ImportError as e:
         raise CLIError(str(e)) from None
 
@@ -160,9 +159,9 @@ def _register_compare(evaluate_subparsers) -> None:
         help="every attribution method on a labelled data set: pointing game, localisation, "
              "deletion / insertion, randomisation, speed",
     )
-    p.add_argument("--methods", default=",".join(COMPARE_METHODS),
-                   help="comma-separated method names (default: all but the slow "
-                        f"{', '.join(SLOW_METHODS)}, which run thousands of passes a photo)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names (default: all but the slow ones, which "
+                        "run thousands of passes a photo: cost 'slow' in `deepinside methods`)")
     p.add_argument("--dataset", required=True,
                    help="directory (or annotations file) of a labelled data set with boxes")
     p.add_argument("--limit", "-n", type=positive_int, default=None,
@@ -191,9 +190,12 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..evaluate.compare import compare_methods
     from ..evaluate.tables import methods_table
     from ..localize import get_recipe
-    from ..methods import get_method
+    from ..methods import get_method, method_names
 
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    if args.methods is None:
+        names = list(method_names(slow=False))
+    else:
+        names = [n.strip() for n in args.methods.split(",") if n.strip()]
     if not names:
         raise CLIError("--methods is empty")
     for n in names:

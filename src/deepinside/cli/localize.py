@@ -12,6 +12,7 @@ from .common import (
     Failures,
     add_batch_size,
     add_model_args,
+    add_target_arg,
     claim_batch,
     lookup,
     model_from_args,
@@ -19,7 +20,7 @@ from .common import (
     photo_batches,
     positive_int,
     progress,
-    resolve_class,
+    target_from_args,
 )
 
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "GrabCut, largest component), ...")
     p.add_argument("--top-k", "-k", type=positive_int, default=1,
                    help="classes per photo (default 1)")
-    p.add_argument("--target", "-t", default=None, help="localise this class (index or name)")
+    add_target_arg(p, "localise")
     p.add_argument("--method", default=None, help="attribution method (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="GrabCut's random seed")
     p.add_argument("--out", "-o", default="deepinside-localize", help="output directory")
@@ -54,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
         lookup(get_method, args.method)
     out = output_dir(args.out)
     clf = model_from_args(args)
-    target = resolve_class(clf, args.target) if args.target is not None else None
+    target = target_from_args(clf, args.target)
+    if callable(target):
+        raise CLIError(f"--target {args.target!r}: localize needs classes (an index, a name or "
+                       "top<k>), not a sum of classes")
     boxes_path = out / "boxes.json"
     if boxes_path.exists() and not args.overwrite:
         raise CLIError(f"{boxes_path} exists (use --overwrite to replace it)")

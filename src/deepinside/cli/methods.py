@@ -7,20 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["COMPARE_METHODS", "DEMO_METHODS", "DEMO_OPTIONS", "SLOW_METHODS", "demo",
-           "register"]
+__all__ = ["DEMO_OPTIONS", "demo", "register"]
 
-# Every registered method (a test keeps the two equal), in the order of the figure.
-DEMO_METHODS = ("gradient", "deconvnet", "guided_backprop", "gradient_x_input", "smoothgrad",
-                "integrated_gradients", "deeplift", "gradient_shap", "gradcam", "gradcam_pp",
-                "layercam", "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam",
-                "occlusion", "rise", "extremal_perturbation")
-# Thousands of passes per photo: left out of `evaluate compare` unless named.
-SLOW_METHODS = ("scorecam", "rise", "extremal_perturbation")
-COMPARE_METHODS = tuple(m for m in DEMO_METHODS if m not in SLOW_METHODS)
-# The demo figure's lighter settings for the perturbation methods (a few seconds each on a CPU).
-DEMO_OPTIONS: dict[str, dict] = {"rise": {"masks": 500},
-                                 "extremal_perturbation": {"iterations": 100}}
+# Options of the demo figure on top of each method's own (MethodInfo.demo), by method name;
+# empty: a test sets lighter ones.
+DEMO_OPTIONS: dict[str, dict] = {}
 
 
 def register(subparsers) -> None:
@@ -38,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not infos:
         return 1
     if args.json:
-        json.dump([{"name": i.name, "description": i.description, "paper": i.paper}
-                   for i in infos], sys.stdout, indent=2)
+        json.dump([i.to_json() for i in infos], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     width = max(len(i.name) for i in infos)
@@ -53,25 +43,29 @@ def demo(ctx) -> list[Path]:
     """One photo, every method side by side (``methods.png``)."""
     import numpy as np
 
-    from ..images import photo_maps
+    from ..methods import list_methods, method_names
+    from ..photomaps import photo_maps
     from ..render import heatmap, overlay, save_figure
 
     name, photo = ctx.photos[0]
     row_maps, row_overlays, titles = [], [], []
     target = None
-    for m in DEMO_METHODS:
-        maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m,
-                                **DEMO_OPTIONS.get(m, {}))
+    infos = list_methods()
+    names = method_names()
+    for m in names:
+        options = {**infos[m].demo, **DEMO_OPTIONS.get(m, {})}
+        maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m, **options)
         target = int(t[0])
-        mp = np.clip(maps[0], 0, None) if m == "occlusion" else maps[0]
+        mp = np.clip(maps[0], 0, None) if infos[m].signed else maps[0]
         row_maps.append(heatmap(mp))
         row_overlays.append(overlay(photo, mp))
         titles.append(m)
     label = ctx.classifier.short_name(target)
     path = save_figure([row_maps, row_overlays], ctx.out / "methods.png",
                        [titles, [f"{t}: {label}" for t in titles]])
-    ctx.notes.append(f"methods.png: {name} explained by {len(DEMO_METHODS)} methods "
-                     f"(`deepinside methods` lists them; RISE with 500 masks and extremal "
-                     f"perturbation with 100 steps)")
+    lighter = "; ".join(f"{m} with " + ", ".join(f"{k}={v}" for k, v in infos[m].demo.items())
+                        for m in names if infos[m].demo)
+    ctx.notes.append(f"methods.png: {name} explained by {len(names)} methods "
+                     f"(`deepinside methods` lists them; {lighter})")
     return [path]
 

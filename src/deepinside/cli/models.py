@@ -13,11 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import list_models
+    from ..models import list_loaders, list_models
 
     for name, desc in list_models(args.pattern).items():
-        print(f"{name:20s} {desc}")
-    print(f"{'timm:<name>':20s} any timm model, pretrained weights through timm (needs internet)")
-    print(f"{'torchvision:<name>':20s} any torchvision classifier, weights through torchvision "
-          "(needs internet)")
+        print(f"{name:22s} {desc}")
+    for prefix, desc in list_loaders().items():
+        print(f"{prefix + '<name>':22s} {desc}")
+    print(f"{'package.module:factory':22s} a model built by your own function")
     return 0

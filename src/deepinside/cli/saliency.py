@@ -10,6 +10,7 @@ from .common import (
     Failures,
     add_batch_size,
     add_model_args,
+    add_target_arg,
     claim_batch,
     count_done,
     lookup,
@@ -18,7 +19,7 @@ from .common import (
     output_dir,
     photo_batches,
     progress,
-    resolve_class,
+    target_from_args,
 )
 
 OUTPUTS = ("_saliency.png", "_overlay.png", "_saliency.npy")
@@ -29,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("saliency", help="the paper's saliency maps for photos")
     p.add_argument("images", nargs="+", help="files, directories or glob patterns")
     add_model_args(p)
-    p.add_argument("--target", "-t", default=None,
-                   help="class index or name (default: each photo's top-1 class)")
+    add_target_arg(p)
     p.add_argument("--method", default="gradient",
                    help="attribution method (default: gradient, the paper's)")
     p.add_argument("--out", "-o", default="deepinside-saliency", help="output directory")
@@ -42,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def outputs(out: Path, stem: str) -> list[Path]:
-    """The files written for one photo."""
-    return [out / f"{stem}{s}" for s in OUTPUTS]
+def outputs(out: Path, stem: str, k: int = 1) -> list[Path]:
+    """The files written for one photo (``k`` maps: ``<stem>_top<j>...`` for each)."""
+    stems = [stem] if k == 1 else [f"{stem}_top{j}" for j in range(1, k + 1)]
+    return [out / f"{s}{suffix}" for s in stems for suffix in OUTPUTS]
 
 
 def shrink(photo, max_side: int):
@@ -60,21 +61,24 @@ def shrink(photo, max_side: int):
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    from torch import Tensor
 
-    from ..images import photo_maps
     from ..methods import get_method
+    from ..photomaps import photo_maps
     from ..render import heatmap, label_image, overlay, save_png
+    from ..targets import is_top_k
 
     method = lookup(get_method, args.method)
     out = output_dir(args.out)
     clf = model_from_args(args)
-    target = resolve_class(clf, args.target) if args.target is not None else None
+    target = target_from_args(clf, args.target)
+    k = min(is_top_k(target) or 1, len(clf.class_names))
     failures = Failures()
     taken: dict[Path, Path] = {}
     total, batches = photo_batches(args.images, args.batch_size, failures)
     with progress(total, "saliency") as bar:
         for batch in batches:
-            keep = claim_batch(batch, lambda p: outputs(out, p.stem), taken, args.overwrite,
+            keep = claim_batch(batch, lambda p: outputs(out, p.stem, k), taken, args.overwrite,
                                failures)
             if keep:
                 if args.max_side:
@@ -82,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
                 photos = [p for _, p in keep]
                 maps, targets, _ = photo_maps(clf, photos, target, method=method,
                                               batch_size=len(photos))
-                for (path, photo), m, t in zip(keep, maps, targets.tolist()):
-                    png, ovl, npy = outputs(out, path.stem)
+                labels = ([[clf.short_name(c) for c in row] for row in targets.reshape(
+                    len(keep), -1).tolist()] if isinstance(targets, Tensor)
+                          else [[args.target]] * len(keep))  # a sum of classes: as written
+                for (path, photo), ms, names in zip(keep, maps, labels):
+                    files = outputs(out, path.stem, k)
                     try:
-                        save_png(heatmap(m), png)
-                        save_png(label_image(overlay(photo, m), clf.short_name(t)), ovl)
-                        np.save(npy, m.astype(np.float32, copy=False))
+                        for j, m in enumerate(ms if ms.ndim == 3 else [ms]):
+                            png, ovl, npy = files[3 * j : 3 * j + 3]
+                            save_png(heatmap(m), png)
+                            save_png(label_image(overlay(photo, m), names[j]), ovl)
+                            np.save(npy, m.astype(np.float32, copy=False))
                     except OSError as e:
                         failures(path, f"cannot write {e.filename or out}: {e.strerror or e}")
             bar.update(len(batch.items) + batch.failed)

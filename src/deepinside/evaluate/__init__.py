@@ -5,8 +5,12 @@
   (NumPy only).
 - :mod:`.scoring`: one photo's map -> box -> per-image record (NumPy and OpenCV only: what a
   GrabCut worker process runs).
-- :mod:`.runner`: :func:`run_localization`, streaming and resumable, GrabCut in worker processes.
-- :mod:`.ray_backend`: the same run as a Ray Data pipeline (``backend="ray"``; needs Ray).
+- :mod:`.runner`: :func:`run_localization`, streaming and resumable (the driver).
+- :mod:`.rundir`: the run directory (identity, lock, resume, the one writer, the summary).
+- :mod:`.stages`: what every backend runs (boxes, maps, the comparison of methods).
+- :mod:`.backend`: the :class:`Backend` interface and its registry; :mod:`.local_backend`
+  (this process, GrabCut in worker processes) and :mod:`.ray_backend` (a Ray Data pipeline,
+  ``backend="ray"``; needs Ray).
 - :mod:`.compare`: every attribution method on one data set, one table.
 - :mod:`.faithfulness`: deletion / insertion curves and the randomisation test.
 - :mod:`.tables`: the plain-text tables of the results.
@@ -31,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "localization_table": "tables",
     "methods_table": "tables",
     "run_localization": "runner",
+    "get_backend": "runner",
+    "Backend": "backend",
+    "CompareSpec": "backend",
+    "RunSpec": "backend",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import check_images, forward_logits, module_of
-from ..images import resize_maps
 from ..methods import get_method
 from ..methods._common import baseline_images, chunks, targets_and_logits
 from ..models import Classifier
-from ..targets import ScoreFn, Target, take, target_scores
+from ..ops import resize_maps
+from ..targets import ScoreFn, Target, need_logits, take, target_scores
 
 __all__ = [
     "PerturbationCurves",
@@ -86,8 +86,10 @@ def _pixel_ranks(maps: Tensor) -> Tensor:
 
 
 def _score(logits: Tensor, t: Tensor | ScoreFn, score: Score) -> Tensor:
-    s = logits.float().softmax(dim=1) if score == "prob" else logits.float()
-    return target_scores(t, s)
+    if score == "prob":
+        s = need_logits(logits, "score='prob' (a softmax; score='logit' reads any output)")
+        return target_scores(t, s.float().softmax(dim=1))
+    return target_scores(t, logits.float() if isinstance(logits, Tensor) else logits)
 
 
 def deletion_insertion(

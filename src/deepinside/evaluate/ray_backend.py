@@ -7,10 +7,12 @@
 
 The driver (:func:`.runner.run_localization`) keeps everything that makes a run safe: the lock
 on ``--out``, the config check, resume, and writing ``per_image.jsonl`` through its one
-:class:`.runner.RecordSink`. The stages run the very functions of the local backend
-(:func:`deepinside.images.open_photo`, :func:`.runner.fit_record_boxes`,
-:func:`.runner.map_tasks`, :func:`.scoring.score_photo`), so a deterministic recipe gives the
-same records. A photo that fails anywhere becomes a failure row that flows on to the driver.
+:class:`.rundir.RecordSink`. The stages run the very functions of the local backend
+(:func:`deepinside.images.open_photo`, :func:`.stages.fit_record_boxes`,
+:func:`.stages.map_tasks`, :func:`.scoring.score_photo`), so a deterministic recipe gives the
+same records. ``evaluate compare`` runs :func:`.stages.score_methods` on batches of records in
+model actors; the driver merges their rows (:meth:`.stages.MethodScores.merge`). A photo that
+fails anywhere becomes a failure row that flows on to the driver.
 
 Rows travel as ``{"key": str, "item": bytes}`` (a pickled tuple), so photos and maps of any size
 and failures of any kind share one Arrow schema. Ray Data streams the blocks with backpressure:
@@ -33,11 +35,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .backend import CompareSpec, LinesSpec, RunSpec, register_backend
 from .datasets import Record
-from .scoring import ImageResult, ScoreTask, score_photo
+from .rundir import RecordSink
+from .scoring import ScoreTask, score_photo
+from .stages import MethodScores, fit_record_boxes, map_tasks, score_methods
 
-__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "compare_ray",
-           "ray_session", "require_ray", "run_ray"]
+__all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "RayBackend",
+           "compare_ray", "ray_session", "require_ray", "run_ray"]
 
 DECODE_CPUS = 0.25
 ACTOR_CPUS = 0.5
@@ -86,14 +91,15 @@ def _rows(keys: Sequence[str], items: Sequence[bytes]) -> dict:
     return {"key": np.array(keys, dtype=object), "item": np.array(items, dtype=object)}
 
 
-def decode_batch(batch: dict) -> dict:
+def decode_batch(batch: dict, need_boxes: bool = True) -> dict:
     """Stage 1 (CPU task): read and decode each photo, clip its boxes to it.
 
     In: ``("record", record, hash)``. Out: ``("photo", record, hash, uint8 array, boxes,
-    notes)`` or ``("failed", key, hash, reason, notes)``.
+    notes)`` or ``("failed", key, hash, reason, notes)`` (also, with ``need_boxes``, for a
+    photo none of whose boxes lies on it).
     """
     from ..images import ImageLoadError, open_photo
-    from .runner import fit_record_boxes
+    from .metrics import fit_boxes
 
     out = []
     for raw in batch["item"]:
@@ -103,20 +109,21 @@ def decode_batch(batch: dict) -> dict:
         except (ImageLoadError, TypeError, OSError) as e:
             out.append(_pack("failed", r.key, h, str(e).removeprefix(f"{r.path}: "), []))
             continue
-        boxes, notes, why = fit_record_boxes(r, photo)
+        if need_boxes:
+            boxes, notes, why = fit_record_boxes(r, photo)
+        else:
+            (boxes, notes), why = fit_boxes(r.boxes, photo.width, photo.height), ""
         out.append(_pack("failed", r.key, h, why, []) if why
                    else _pack("photo", r, h, np.asarray(photo), boxes, notes))
     return _rows(list(batch["key"]), out)
 
 
-class MapActor:
-    """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
+class _ModelActor:
+    """A model actor: ``threads`` torch threads, the model fetched once from the object store
+    (``model_ref``: a one-element list holding its reference) and moved to the actor's GPU if
+    it has one."""
 
-    In: stage 1's rows. Out: ``("task", ScoreTask, notes)`` or ``("failed", ...)``.
-    """
-
-    def __init__(self, model_ref: list, recipe, method: str, seed: int, batch_size: int,
-                 threads: int) -> None:
+    def __init__(self, model_ref: list, threads: int) -> None:
         import ray
         import torch
 
@@ -124,25 +131,41 @@ class MapActor:
         self.model = ray.get(model_ref[0])
         if torch.cuda.is_available() and ray.get_gpu_ids():
             self.model.module.to("cuda")
+
+
+def _photos_of(batch: dict) -> tuple[list, list, list, list, list, dict, dict]:
+    """A model actor's input: ``(keys, out, records, photos, boxes, hashes, notes)`` where
+    ``keys`` / ``out`` already hold the rows that failed upstream (passed on as they are)."""
+    from PIL import Image
+
+    keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
+    for key, raw in zip(batch["key"], batch["item"]):
+        item = pickle.loads(raw)
+        if item[0] != "photo":
+            keys.append(key)
+            out.append(raw)
+            continue
+        _, r, h, array, b, n = item
+        items.append(r)
+        photos.append(Image.fromarray(array))
+        boxes.append(b)
+        hashes[r.key], notes[r.key] = h, n
+    return keys, out, items, photos, boxes, hashes, notes
+
+
+class MapActor(_ModelActor):
+    """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
+
+    In: stage 1's rows. Out: ``("task", ScoreTask, notes)`` or ``("failed", ...)``.
+    """
+
+    def __init__(self, model_ref: list, recipe, method: str, seed: int, batch_size: int,
+                 threads: int) -> None:
+        super().__init__(model_ref, threads)
         self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
 
     def __call__(self, batch: dict) -> dict:
-        from PIL import Image
-
-        from .runner import map_tasks
-
-        keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
-        for key, raw in zip(batch["key"], batch["item"]):
-            item = pickle.loads(raw)
-            if item[0] != "photo":
-                keys.append(key)
-                out.append(raw)
-                continue
-            _, r, h, array, b, n = item
-            items.append(r)
-            photos.append(Image.fromarray(array))
-            boxes.append(b)
-            hashes[r.key], notes[r.key] = h, n
+        keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
 
         def fail(r: Record, reason: str) -> None:
             keys.append(r.key)
@@ -153,6 +176,30 @@ class MapActor:
                                      self.method, hashes, self.seed, self.batch_size, fail):
                 keys.append(r.key)
                 out.append(_pack("task", task, notes[r.key]))
+        return _rows(keys, out)
+
+
+class LinesActor(_ModelActor):
+    """A model actor of :func:`run_lines`: the caller's stage on a batch of photos.
+
+    In: stage 1's rows. Out: ``("result", row, notes)`` or ``("failed", ...)``.
+    """
+
+    def __init__(self, model_ref: list, stage, threads: int) -> None:
+        super().__init__(model_ref, threads)
+        self.stage = stage
+
+    def __call__(self, batch: dict) -> dict:
+        keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
+
+        def fail(r: Record, reason: str) -> None:
+            keys.append(r.key)
+            out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
+
+        if items:
+            for row in self.stage(self.model, items, photos, boxes, hashes, fail):
+                keys.append(row.key)
+                out.append(_pack("result", row, notes[row.key]))
         return _rows(keys, out)
 
 
@@ -225,98 +272,132 @@ def build_dataset(model, todo: Sequence[Record], rec, method: str, hashes: dict[
     return ds.map_batches(score_batch, batch_size=score_size, num_cpus=SCORE_CPUS)
 
 
-def run_ray(model, todo: Sequence[Record], sink, rec, method: str, hashes: dict[str, str], *,
-            workers: int, batch_size: int, seed: int, warn: Callable[[object, str], None],
-            address: str | None = None) -> None:
+def _drain(ds, sink: RecordSink, warn: Callable[[object, str], None]) -> None:
+    """Hand every row the pipeline ``ds`` gives to ``sink`` (its notes to ``warn``)."""
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        for raw in batch["item"]:
+            item = pickle.loads(raw)
+            key = item[1].key if item[0] == "result" else item[1]
+            for note in item[-1]:
+                warn(sink.paths.get(key, key), note)
+            if item[0] == "result":
+                sink.result(item[1])
+            else:
+                sink.failure(item[1], item[2], item[3])
+
+
+def run_ray(spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
     """Evaluate ``todo`` through the Ray Data pipeline; every line goes to ``sink``."""
-    with ray_session(address):
-        ds = build_dataset(model, todo, rec, method, hashes, workers=workers,
-                           batch_size=batch_size, seed=seed)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            for raw in batch["item"]:
-                item = pickle.loads(raw)
-                key = item[1].key if item[0] == "result" else item[1]
-                for note in item[-1]:
-                    warn(sink.paths.get(key, key), note)
-                if item[0] == "result":
-                    row: ImageResult = item[1]
-                    sink.result(row)
-                else:
-                    sink.failure(item[1], item[2], item[3])
+    with ray_session(spec.address):
+        ds = build_dataset(spec.model, todo, spec.recipe, spec.method, spec.hashes,
+                           workers=spec.workers, batch_size=spec.batch_size, seed=spec.seed)
+        _drain(ds, sink, spec.warn)
 
 
-class CompareActor:
-    """``evaluate compare`` on a batch of records in a model actor: the local
-    :func:`.compare.compare_methods` on the batch; out, its sums per method and its failures.
-    """
-
-    def __init__(self, model_ref: list, methods: list[str], options: dict,
-                 threads: int) -> None:
-        import ray
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        self.model = ray.get(model_ref[0])
-        if torch.cuda.is_available() and ray.get_gpu_ids():
-            self.model.module.to("cuda")
-        self.methods, self.options = methods, options
-
-    def __call__(self, batch: dict) -> dict:
-        from .compare import compare_methods
-
-        records = [pickle.loads(raw) for raw in batch["item"]]
-        failed: list[tuple[str, str]] = []
-        rows = compare_methods(self.model, records, self.methods, **self.options,
-                               on_failure=lambda p, why: failed.append((str(p), why)))
-        part = _pack("part", [(r.method, r.images, r.ms_per_image, dict(r._sums))
-                              for r in rows], failed, len(records))
-        return _rows([records[0].key if records else ""], [part])
-
-
-def compare_ray(model, records: Sequence, methods: Sequence[str], *, workers: int = 1,
-                address: str | None = None, on_batch: Callable[[int], None] | None = None,
-                on_failure: Callable[[object, str], None] | None = None, **options) -> list:
-    """:func:`.compare.compare_methods` over a pool of ``workers`` model actors: each batch of
-    records is scored in an actor, and the driver adds up the batches' sums (the same means as
-    one process, up to the order of floating-point sums). ``options``: those of
-    ``compare_methods`` (``batch_size``, ``steps``, ``recipe``, ...)."""
+def run_lines(spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+    """One line per photo by ``spec.stage``: decoding in CPU tasks, the stage in a pool of
+    ``spec.workers`` model actors; every line goes to ``sink``."""
     import ray
     import ray.data
 
-    from .compare import MethodScores
-
-    batch_size = int(options.get("batch_size", 16))
-    scores = {m: MethodScores(m) for m in methods}
-    elapsed = dict.fromkeys(methods, 0.0)
-    with ray_session(address):
+    with ray_session(spec.address):
         _quiet_context()
         gpus = _gpus()
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        workers = max(1, workers)
-        ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
-                                 override_num_blocks=max(1, -(-len(records) // batch_size)))
+        workers = max(1, spec.workers)
+        ds = ray.data.from_items(
+            [{"key": r.key, "item": _pack("record", r, spec.hashes[r.key])} for r in todo],
+            override_num_blocks=max(1, -(-len(todo) // spec.batch_size)))
+        ds = ds.map_batches(decode_batch, batch_size=spec.batch_size, num_cpus=DECODE_CPUS,
+                            fn_kwargs={"need_boxes": False})
         ds = ds.map_batches(
-            CompareActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            LinesActor, batch_size=spec.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"model_ref": [ray.put(spec.model)], "stage": spec.stage,
+                                   "threads": 1 if gpus else max(1, cpus // (workers + 1))},
+            **({"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}))
+        _drain(ds, sink, spec.warn)
+
+
+class CompareActor(_ModelActor):
+    """``evaluate compare`` on a batch of records in a model actor:
+    :func:`.stages.score_methods` on the batch; out, its rows and its failures.
+    """
+
+    def __init__(self, model_ref: list, methods: list[str], spec: CompareSpec,
+                 threads: int) -> None:
+        super().__init__(model_ref, threads)
+        self.methods, self.spec = methods, spec
+
+    def __call__(self, batch: dict) -> dict:
+        records = [pickle.loads(raw) for raw in batch["item"]]
+        failed: list[tuple[str, str]] = []
+        rows = score_methods(self.model, records, self.methods, self.spec,
+                             on_failure=lambda p, why: failed.append((str(p), why)))
+        part = _pack("part", rows, failed, len(records))
+        return _rows([records[0].key if records else ""], [part])
+
+
+def compare_ray(model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
+                on_batch: Callable[[int], None] | None = None,
+                on_failure: Callable[[object, str], None] | None = None) -> list[MethodScores]:
+    """:func:`.stages.score_methods` over a pool of ``spec.workers`` model actors: each batch
+    of records is scored in an actor, and the driver merges the batches' rows (the same means
+    as one process, up to the order of floating-point sums)."""
+    import ray
+    import ray.data
+
+    scores = {m: MethodScores(m) for m in methods}
+    with ray_session(spec.address):
+        _quiet_context()
+        gpus = _gpus()
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, spec.workers)
+        ds = ray.data.from_items([{"key": r.key, "item": pickle.dumps(r)} for r in records],
+                                 override_num_blocks=max(1, -(-len(records) // spec.batch_size)))
+        ds = ds.map_batches(
+            CompareActor, batch_size=spec.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs={"model_ref": [ray.put(model)], "methods": list(methods),
-                                   "options": options,
+                                   "spec": spec,
                                    "threads": 1 if gpus else max(1, cpus // workers)},
             **({"num_gpus": 1} if gpus else {"num_cpus": ACTOR_CPUS}))
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for raw in batch["item"]:
-                _, parts, failed, n = pickle.loads(raw)
+                _, rows, failed, n = pickle.loads(raw)
                 for path, why in failed:
                     if on_failure is not None:
                         on_failure(path, why)
-                for name, images, ms, sums in parts:
-                    s = scores[name]
-                    for key, (total, count) in sums.items():  # sums and counts add up
-                        old_total, old_n = s._sums.get(key, (0.0, 0))
-                        s._sums[key] = (old_total + total, old_n + count)
-                        setattr(s, key, s._sums[key][0] / s._sums[key][1])
-                    if images:
-                        elapsed[name] += ms * images / 1000.0
-                        s.images += images
-                        s.ms_per_image = 1000.0 * elapsed[name] / s.images
+                for row in rows:
+                    scores[row.method].merge(row)
                 if on_batch is not None:
                     on_batch(n)
     return [scores[m] for m in methods]
+
+
+class RayBackend:
+    """``backend="ray"``: a Ray Data pipeline (:func:`run_ray`), model actors for comparisons
+    (:func:`compare_ray`)."""
+
+    name = "ray"
+
+    def check(self) -> None:
+        """See :func:`require_ray`."""
+        require_ray()
+
+    def localize(self, spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """See :func:`run_ray`."""
+        run_ray(spec, todo, sink)
+
+    def lines(self, spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """See :func:`run_lines`."""
+        run_lines(spec, todo, sink)
+
+    def compare(self, model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
+                on_batch: Callable[[int], None] | None,
+                on_failure: Callable[[object, str], None] | None) -> list[MethodScores]:
+        """See :func:`compare_ray`."""
+        return compare_ray(model, records, methods, spec, on_batch, on_failure)
+
+
+register_backend(RayBackend())

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .compare import MethodScores
+    from .stages import MethodScores
 
 __all__ = ["localization_table", "methods_table"]
 

@@ -4,87 +4,44 @@ Every method has the call shape of :func:`deepinside.saliency`::
 
     f(model, images: Tensor[B, C, H, W], target=None, **options) -> Tensor[B, H, W]
 
-``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``).
-The paper's gradient map is registered as ``"gradient"``; every other method lives in a
-submodule of its own (``gradient_x_input``, ``deconvnet``, ``guided_backprop``, ``smoothgrad``,
-``integrated_gradients``, ``gradcam``, ``gradcam_pp``, ``occlusion``, ``rise``,
-``extremal_perturbation``, ``deeplift``, ``gradient_shap``; the CAM family's ``scorecam``,
-``layercam``, ``hirescam``, ``xgradcam``, ``eigencam``, ``ablationcam``), with the shared parts
-in ``relu_rules`` (backward rules of rectifiers), ``cam`` (what the CAM family does with a
-layer) and ``_common``. Every method calls the network through :mod:`deepinside.engine` only.
+``get_method(name)`` returns it; ``list_methods()`` describes them (``deepinside methods``):
+each :class:`MethodInfo` says whether the map is signed, its cost class, its parameters with
+their kinds, bounds and choices, and its demo options, so no front end keeps a list of them.
+The paper's gradient map is ``gradient``; every other method lives in a submodule of its own,
+with the shared parts in ``cam`` (the CAM family's pipeline), ``relu_rules`` (backward rules of
+rectifiers), ``_common`` and ``_registry`` (the registry). Every method calls the network
+through :mod:`deepinside.engine` only.
 
-A new method is one small file here that decorates its function with :func:`register_method`
-and is imported at the bottom of this module.
+A new method is one file here that decorates its function with :func:`register_method`
+(from ``._registry``); every module of this package is imported when the package is, so it
+is found without editing another file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
+import pkgutil
 
-from ..registry import Registry
-from ..saliency import saliency
-
-__all__ = ["METHODS", "MethodInfo", "get_method", "list_methods", "register_method"]
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """A registered attribution method."""
-
-    name: str
-    fn: Callable
-    description: str
-    paper: str
-
-
-METHODS: Registry[MethodInfo] = Registry("method")
-
-
-def register_method(name: str, description: str, paper: str) -> Callable[[Callable], Callable]:
-    """Register ``fn(model, images, target=None, **options) -> Tensor[B, H, W]`` under ``name``."""
-    return METHODS.decorator(name, lambda fn: MethodInfo(name, fn, description, paper))
-
-
-def get_method(name: str) -> Callable:
-    """The method registered under ``name``.
-
-    Raises:
-        KeyError: unknown name; the message offers close matches.
-    """
-    return METHODS.get(name).fn
-
-
-def list_methods(pattern: str | None = None) -> dict[str, MethodInfo]:
-    """The registered methods by name (those matching a glob ``pattern`` if one is given)."""
-    return {n: METHODS[n] for n in METHODS.list(pattern)}
-
-
-register_method(
-    "gradient",
-    "the paper's saliency: max over colour channels of |dS_c/dI|",
-    "Simonyan, Vedaldi & Zisserman 2013, https://arxiv.org/abs/1312.6034",
-)(saliency)
-
-
-# Each submodule registers its method on import.
-from . import (  # noqa: E402, F401
-    ablationcam,
-    deconvnet,
-    deeplift,
-    eigencam,
-    extremal_perturbation,
-    gradcam,
-    gradcam_pp,
-    gradient_shap,
-    gradient_x_input,
-    guided_backprop,
-    hirescam,
-    integrated_gradients,
-    layercam,
-    occlusion,
-    rise,
-    scorecam,
-    smoothgrad,
-    xgradcam,
+from ._registry import (
+    METHODS,
+    MethodInfo,
+    Param,
+    Range,
+    get_method,
+    list_methods,
+    method_names,
+    register_method,
 )
+
+__all__ = ["METHODS", "MethodInfo", "Param", "Range", "get_method", "list_methods",
+           "method_names", "register_method"]
+
+
+def _import_all() -> None:
+    """Import every submodule (each registers its methods); the paper's ``gradient`` first."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    for name in sorted(names, key=lambda n: n != "gradient"):
+        importlib.import_module(f".{name}", __name__)
+
+
+_import_all()

@@ -14,7 +14,7 @@ from ..models import Classifier
 from ..targets import ScoreFn, Target, resolve_targets
 
 __all__ = ["Progress", "accepts", "baseline_images", "chunks", "one_target_per_image",
-           "targets_and_logits"]
+           "sample_sum", "targets_and_logits"]
 
 # ``progress(done, total)``: the many-pass methods report after each pass.
 Progress = Callable[[int, int], None]
@@ -54,6 +54,35 @@ def chunks(n: int, size: int | None) -> Iterator[slice]:
     step = n if size is None else size
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
+
+
+def sample_sum(
+    images: int,
+    samples: int,
+    batch_size: int | None,
+    device: torch.device,
+    draw: Callable[[Tensor, Tensor], Tensor],
+) -> Tensor:
+    """``sum_s draw(i, s)`` for each image ``i``: the one loop of the sampling methods.
+
+    The pairs (image, sample) run in chunks of ``batch_size`` over the flat index ``k``
+    (image ``k // samples``, sample ``k % samples``), so all images of a batch share each
+    pass. ``draw(image_index Tensor[n], sample_index Tensor[n]) -> Tensor[n, ...]`` computes a
+    chunk; its rows are added to their image's row (``index_add_``).
+
+    Returns:
+        ``Tensor[images, ...]``.
+    """
+    total: Tensor | None = None
+    for sl in chunks(images * samples, batch_size):
+        idx = torch.arange(sl.start, sl.stop, device=device)
+        bi, si = idx // samples, idx % samples
+        part = draw(bi, si)
+        if total is None:
+            total = part.new_zeros((images, *part.shape[1:]))
+        total.index_add_(0, bi, part)
+    assert total is not None, "no samples"
+    return total
 
 
 def baseline_images(

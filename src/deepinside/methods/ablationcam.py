@@ -7,13 +7,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..engine import check_images, module_of, network
-from ..images import resize_maps
-from ..layers import Layer, default_layer, find_layer, layer_layout, to_grid
+from ..engine import capture_layer, check_images, layer_replaced, module_of
+from ..layers import Layer, layer_layout
 from ..models import Classifier
-from ..targets import Target, resolve_targets, target_scores
-from . import register_method
+from ..targets import Target, target_scores
 from ._common import Progress, chunks, one_target_per_image
+from ._registry import register_method
+from .cam import cam_tail
 
 __all__ = ["ablationcam"]
 
@@ -25,6 +25,7 @@ __all__ = ["ablationcam"]
     "Desai & Ramaswamy 2020, WACV, https://openaccess.thecvf.com/content_WACV_2020/papers/"
     "Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_"
     "Localization_WACV_2020_paper.pdf",
+    cost="moderate", order=150,
 )
 def ablationcam(
     model: Classifier | nn.Module,
@@ -42,8 +43,9 @@ def ablationcam(
 
     ``y_c^k`` is the class score when channel ``k`` of the layer is set to zero (the paper's
     eq. 2-3); channels that are zero everywhere are skipped (ablating them changes nothing).
-    The layer's output is recorded in one forward pass of the batch; then, for each
-    image, the network runs only from the layer up: a forward hook (registered for this call)
+    The layer's output is recorded in one forward pass of the batch (the engine's
+    :func:`~deepinside.engine.capture_layer`, without gradients); then, for each image, the
+    network runs only from the layer up: :func:`~deepinside.engine.layer_replaced`
     replaces the layer's output of a one-image pass by ``n`` ablated copies, so the part below
     the layer runs once per ``n`` channels instead of ``n`` times (pytorch-grad-cam reruns the
     whole network for every channel). The first pass also carries the unablated copy, whose
@@ -78,48 +80,25 @@ def ablationcam(
     check_images(images)
     module = module_of(model)
     x = images.detach()
-    replace: list[Tensor] = []
-    seen: list[Tensor] = []
-
-    def hook(_m, _args, out):
-        if not isinstance(out, Tensor):
-            raise ValueError(f"layer {name!r} returns {type(out).__name__}, not a tensor")
-        if replace:
-            return replace[0]
-        seen.append(out.detach().clone())  # later in-place operations must not change it
-        return None
-
-    with network(model, x, fast=False) as logits_of, torch.no_grad():
-        name = default_layer(module, x) if layer is None else find_layer(module, layer)
-        handle = module.get_submodule(name).register_forward_hook(hook)
-        try:
-            logits = logits_of(x)
-            if not seen:
-                raise ValueError(f"layer {name!r} did not run in the forward pass")
-            act = seen[-1]
-            t = one_target_per_image(resolve_targets(target, logits, model), "ablationcam")
-            last = layer_layout(module, act.shape, x.shape[-2:],
-                                module.get_submodule(name)) != "NCHW"
-            weights = _ablation_weights(logits_of, x, act, last, t, logits, replace,
-                                        batch_size, progress)
-        finally:
-            handle.remove()
-    grid = to_grid(module, act, layer=name, image_size=x.shape[-2:], batch=x.shape[0])
+    cap = capture_layer(model, x, target, layer=layer, fast=False, gradients=False)
+    t = one_target_per_image(cap.targets, "ablationcam")
+    act = cap.output
+    assert act is not None
+    last = layer_layout(module, act.shape, x.shape[-2:], module.get_submodule(cap.name)) != "NCHW"
+    with layer_replaced(model, x, cap.name) as logits_of:
+        weights = _ablation_weights(logits_of, x, act, last, t, cap.logits, batch_size, progress)
+    grid = cap.activations.to(act.dtype)
     cam = (weights.to(grid.dtype)[:, :, None, None] * grid).sum(dim=1)
-    if relu:
-        cam = cam.clamp(min=0)
-    cam = cam.to(images.dtype)
-    return resize_maps(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return cam_tail(cam.to(images.dtype), images, relu, upsample_to_input)
 
 
 def _ablation_weights(
-    logits_of: Callable[[Tensor], Tensor],
+    logits_of: Callable[[Tensor, Tensor], Tensor],
     x: Tensor,
     act: Tensor,
     channels_last: bool,
     t: Tensor | Callable,
     clean: Tensor,
-    replace: list[Tensor],
     batch_size: int | None,
     progress: Progress | None,
 ) -> Tensor:
@@ -138,29 +117,30 @@ def _ablation_weights(
         def view(k):
             return k.view(len(k), c, *inner)
     from_layer: bool | None = None  # run only from the layer up; decided on the first pass
-    weights = torch.zeros(b, c, dtype=clean.dtype, device=clean.device)
+    weights = torch.zeros(b, c, dtype=act.dtype, device=act.device)
     for i in range(b):
         live = (act[i].reshape(-1, c).ne(0).any(dim=0) if tokens
                 else act[i].flatten(1).ne(0).any(dim=1))
         chans = live.nonzero()[:, 0]
         # row 0: nothing ablated; row j: channel chans[j - 1]
         cols = torch.cat([chans.new_full((1,), -1), chans])
-        scores = torch.empty(len(cols), dtype=clean.dtype, device=clean.device)
+        scores = torch.empty(len(cols), dtype=act.dtype, device=act.device)
         for sl in chunks(len(cols), batch_size) if len(chans) else ():
             n = sl.stop - sl.start
             keep = torch.ones(n, c, dtype=act.dtype, device=act.device)
             rows = (cols[sl] >= 0).nonzero()[:, 0]
             keep[rows, cols[sl][rows]] = 0
-            replace[:] = [act[i : i + 1] * view(keep)]
+            ablated = act[i : i + 1] * view(keep)
             if from_layer is None:
-                out = _from_layer(logits_of, x[i : i + 1], clean[i], n)
+                out = _from_layer(logits_of, x[i : i + 1], ablated,
+                                  clean[i] if isinstance(clean, Tensor) else None, n)
                 from_layer = out is not None
             elif from_layer:
-                out = logits_of(x[i : i + 1])
+                out = logits_of(x[i : i + 1], ablated)
             if not from_layer:
-                out = logits_of(x[i : i + 1].expand(n, *x.shape[1:]))
-            replace.clear()
-            scores[sl] = target_scores(t[i : i + 1].expand(n) if isinstance(t, Tensor) else t, out)
+                out = logits_of(x[i : i + 1].expand(n, *x.shape[1:]), ablated)
+            scores[sl] = target_scores(t[i : i + 1].expand(n) if isinstance(t, Tensor) else t,
+                                       out, batch=n).to(act.dtype)
             if progress is not None:
                 progress(i * c + c - len(chans) + sl.stop - 1, b * c)
         if len(chans):
@@ -171,14 +151,17 @@ def _ablation_weights(
 
 
 def _from_layer(
-    logits_of: Callable[[Tensor], Tensor], xi: Tensor, clean: Tensor, n: int
+    logits_of: Callable[[Tensor, Tensor], Tensor], xi: Tensor, ablated: Tensor,
+    clean: Tensor | None, n: int,
 ) -> Tensor | None:
     """The logits ``Tensor[n, K]`` of a one-image pass whose layer output is replaced by ``n``
     copies, if that works: ``n`` rows, the first (unablated) one equal to the clean logits
     ``Tensor[K]``; else ``None``."""
     try:
-        out = logits_of(xi)
+        out = logits_of(xi, ablated)
     except RuntimeError:
+        return None
+    if clean is None or not isinstance(out, Tensor):  # an output we cannot compare: go slow
         return None
     tol = 1e-4 * float(clean.abs().max()) + 1e-6
     ok = out.shape[0] == n and bool(torch.allclose(out[0], clean, rtol=1e-4, atol=tol))

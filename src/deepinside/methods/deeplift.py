@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..engine import input_gradient
+from ..engine import detach_output, input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, resolve_targets, take, target_scores
-from . import register_method
 from ._common import baseline_images, chunks, one_target_per_image, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["deeplift", "rescale_rule"]
 
@@ -141,6 +141,7 @@ def rescale_rule(eps: float = 1e-10) -> Iterator[TorchFunctionMode]:
     "deeplift",
     "DeepLIFT (rescale rule): (x - x') times multipliers (f(z) - f(z')) / (z - z') backward",
     "Shrikumar, Greenside & Kundaje 2017, https://arxiv.org/abs/1704.02685",
+    order=60,
 )
 def deeplift(
     model: Classifier | nn.Module,
@@ -199,7 +200,7 @@ def _pair_scores(target: Target, model: Classifier | nn.Module) -> Callable[[Ten
 
     def scores(logits: Tensor) -> Tensor:
         h = logits.shape[0] // 2
-        t = one_target_per_image(resolve_targets(target, logits[:h].detach(), model),
+        t = one_target_per_image(resolve_targets(target, detach_output(logits[:h]), model),
                                  "deeplift")
         return torch.cat([target_scores(t, logits[:h]), target_scores(t, logits[h:])])
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..engine import capture_layer
-from ..images import resize_maps
 from ..models import Classifier
 from ..targets import Target
-from . import register_method
-from .cam import Layer
+from ._registry import register_method
+from .cam import Layer, LayerCapture, weighted_cam
 
-__all__ = ["eigencam", "principal_projection"]
+__all__ = ["eigencam", "orientation", "principal_projection"]
 
 
 @register_method(
     "eigencam",
     "Eigen-CAM: a layer's activations projected on their first principal component",
     "Muhammad & Yeasin 2020, https://arxiv.org/abs/2008.00299",
+    order=130,
 )
 def eigencam(
     model: Classifier | nn.Module,
@@ -48,11 +47,12 @@ def eigencam(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
     """
-    cap = capture_layer(model, images, target, layer=layer, fast=fast)
-    cam = principal_projection(cap.activations)
-    if relu:
-        cam = cam.clamp(min=0)
-    return resize_maps(cam, tuple(images.shape[-2:])) if upsample_to_input else cam
+    return weighted_cam(model, images, target, combine=_projection, layer=layer, relu=relu,
+                        upsample_to_input=upsample_to_input, fast=fast)
+
+
+def _projection(cap: LayerCapture, _weights: None) -> Tensor:
+    return principal_projection(cap.activations)
 
 
 def principal_projection(activations: Tensor) -> Tensor:
@@ -60,10 +60,24 @@ def principal_projection(activations: Tensor) -> Tensor:
 
     The activations of one image are a matrix ``X[h*w, C]``; its columns are centred and
     projected on the first right singular vector ``v`` (the paper's eq. 4 uses the uncentred
-    matrix; pytorch-grad-cam centres, which avoids a map of one sign). A singular vector's
-    sign is arbitrary (NumPy's and PyTorch's may differ); here it is the one whose channel
-    loadings sum to a positive number, so the map correlates positively with the sum of the
-    (centred) activations: on rectified activations the active object is positive.
+    matrix; pytorch-grad-cam centres, which avoids a map of one sign).
+
+    **The sign.** A singular vector's sign is arbitrary: it is whatever the SVD routine's last
+    bits make it, and differs between CPUs, BLAS builds and the fast copy. It is fixed here by
+    the rule of Bro, Acar & Kolda (2008), "Resolving the sign ambiguity in the singular value
+    decomposition" (J. Chemometrics 22:135, https://doi.org/10.1002/cem.1122): ``v`` is
+    oriented so that most of the data's projected mass lies on its positive side, i.e. the map
+    ``p = X v`` has ``sum(sign(p) * p**2) > 0``. The larger lobe of the map (the object, whose
+    locations project far along the component, against a background that projects little) is
+    positive. The rule depends on the map alone, so it is the same for the module and its fast
+    copy, for the channels in any order, and on any machine. (An earlier rule, channel loadings
+    summing to > 0, is undefined on a LayerNorm output: each location's channels have mean 0,
+    so ``v`` is orthogonal to the all-ones vector and its sum is rounding noise.)
+
+    When the two lobes carry the same mass to within 0.1% (``|sum(sign(p) p^2)| <= 1e-3 *
+    sum(p^2)``, a map symmetric about zero), the rule is ambiguous, and the tie is broken by the
+    location of largest ``|p|``: it is made positive; among locations within 0.1% of that
+    largest value, the first in raster order (row by row, top left first) decides.
 
     Args:
         activations: ``Tensor[B, C, h, w]``.
@@ -75,6 +89,24 @@ def principal_projection(activations: Tensor) -> Tensor:
     x = activations.nan_to_num(0.0).flatten(2).transpose(1, 2)  # [B, h*w, C]
     x = x - x.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    v = vh[:, 0]  # [B, C]
-    v = torch.where(v.sum(dim=1, keepdim=True) < 0, -v, v)
-    return (x @ v[:, :, None])[:, :, 0].reshape(b, h, w)
+    p = (x @ vh[:, 0, :, None])[:, :, 0]  # [B, h*w], the map up to its sign
+    return (p * orientation(p)[:, None]).reshape(b, h, w)
+
+
+def orientation(p: Tensor) -> Tensor:
+    """The sign (+1 or -1) that orients each map by the rule of :func:`principal_projection`.
+
+    Args:
+        p: ``Tensor[B, N]``, one flattened map per row.
+
+    Returns:
+        ``Tensor[B]`` of +1 / -1, in ``p``'s dtype.
+    """
+    squares = p * p
+    mass = (p.sign() * squares).sum(dim=1)  # [B], signed squared mass
+    tie = mass.abs() <= 1e-3 * squares.sum(dim=1)
+    mag = p.abs()
+    near_max = mag >= (1 - 1e-3) * mag.amax(dim=1, keepdim=True)  # [B, N]
+    first = near_max.to(torch.uint8).argmax(dim=1)  # first True in raster order
+    decider = torch.where(tie, p.gather(1, first[:, None])[:, 0], mass)
+    return torch.where(decider < 0, -1.0, 1.0).to(p.dtype)

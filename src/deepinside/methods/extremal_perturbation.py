@@ -27,6 +27,7 @@ TorchRay pads with zeros).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,8 @@ from ..engine import network
 from ..filters import gaussian_blur
 from ..models import Classifier
 from ..targets import Target, take, target_scores
-from . import register_method
 from ._common import Progress, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["SmoothMask", "blur_pyramid", "extremal_perturbation"]
 
@@ -124,6 +125,7 @@ def _perturb(pyramid: Tensor, mask: Tensor) -> Tensor:
     "extremal perturbation: the smooth mask of a fixed area whose preserved region keeps the "
     "class score highest under blur (optimised)",
     "Fong, Patrick & Vedaldi 2019, https://arxiv.org/abs/1910.08485",
+    cost="slow", order=180, demo={"iterations": 100},
 )
 def extremal_perturbation(
     model: Classifier | nn.Module,
@@ -168,8 +170,7 @@ def extremal_perturbation(
         area_weight, area_growth: lambda of the area constraint at the start, and its growth
             per iteration (TorchRay: 300, 1.0035).
         batch_size: images optimised together (None: all).
-        progress: called as ``progress(done, total)`` after each iteration, counting
-            image-iterations.
+        progress: ``progress(done, total)`` after each iteration, in image-iterations.
         fast: use the batch-norm-folded private copy.
 
     Returns:
@@ -188,34 +189,53 @@ def extremal_perturbation(
     reference[: int(full * (1 - area))] = 0
     out = torch.empty((b, h, w), device=x.device, dtype=x.dtype)
     total, done = b * iterations, 0
-    sign = 1.0 if variant == "preserve" else -1.0
     with network(model, x, fast=fast) as logits_of:
         for sl in chunks(b, batch_size):
             idx = torch.arange(sl.start, sl.stop, device=x.device)
             tt = take(t, idx)
             pyramid = blur_pyramid(x[sl], levels, max_blur)
-            params = torch.ones((len(idx), 1, *gen.shape_in), device=x.device, dtype=x.dtype)
-            buf: Tensor | None = None
-            mask = params
-            lam = area_weight
-            for it in range(iterations):
-                with torch.enable_grad():
-                    params.requires_grad_(True)
-                    mask, mask_full = gen(params)
-                    xp = _perturb(pyramid, mask if variant == "preserve" else 1 - mask)
-                    if jitter and it % 2 == 0:
-                        xp = xp.flip(dims=(3,))
-                    reward = sign * target_scores(tt, logits_of(xp))
-                    srt = mask_full.flatten(1).sort(dim=1).values
-                    regul = ((srt - reference) ** 2).mean(dim=1) * lam
-                    (g,) = torch.autograd.grad((regul - reward).sum(), params)
-                with torch.no_grad():  # SGD, momentum and dampening as torch.optim.SGD
-                    buf = (g.clone() if buf is None
-                           else buf.mul_(momentum).add_(g, alpha=1 - momentum))
-                    params = (params.detach() - learning_rate * buf).clamp_(0, 1)
-                lam *= area_growth
-                done += len(idx)
+
+            def step_done(n: int = len(idx)) -> None:
+                nonlocal done
+                done += n
                 if progress is not None:
                     progress(done, total)
+
+            mask = _optimise(logits_of, pyramid, tt, gen, reference, iterations=iterations,
+                             variant=variant, jitter=jitter, learning_rate=learning_rate,
+                             momentum=momentum, area_weight=area_weight,
+                             area_growth=area_growth, on_step=step_done)
             out[sl] = mask.detach()[:, 0]  # the last step's mask, as TorchRay
     return out
+
+
+def _optimise(logits_of, pyramid: Tensor, tt, gen: SmoothMask, reference: Tensor, *,
+              iterations: int, variant: str, jitter: bool, learning_rate: float,
+              momentum: float, area_weight: float, area_growth: float,
+              on_step: Callable[[], None]) -> Tensor:
+    """The masks ``Tensor[n, 1, H, W]`` of a chunk of images after ``iterations`` SGD steps
+    (TorchRay's loop); ``on_step()`` after each."""
+    sign = 1.0 if variant == "preserve" else -1.0
+    n = pyramid.shape[0]  # Tensor[n, L, C, H, W]
+    params = torch.ones((n, 1, *gen.shape_in), device=reference.device, dtype=reference.dtype)
+    buf: Tensor | None = None
+    mask = params
+    lam = area_weight
+    for it in range(iterations):
+        with torch.enable_grad():
+            params.requires_grad_(True)
+            mask, mask_full = gen(params)
+            xp = _perturb(pyramid, mask if variant == "preserve" else 1 - mask)
+            if jitter and it % 2 == 0:
+                xp = xp.flip(dims=(3,))
+            reward = sign * target_scores(tt, logits_of(xp))
+            srt = mask_full.flatten(1).sort(dim=1).values
+            regul = ((srt - reference) ** 2).mean(dim=1) * lam
+            (g,) = torch.autograd.grad((regul - reward).sum(), params)
+        with torch.no_grad():  # SGD, momentum and dampening as torch.optim.SGD
+            buf = (g.clone() if buf is None
+                   else buf.mul_(momentum).add_(g, alpha=1 - momentum))
+            params = (params.detach() - learning_rate * buf).clamp_(0, 1)
+        lam *= area_growth
+        on_step()
+    return mask

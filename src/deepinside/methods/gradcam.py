@@ -20,4 +20,5 @@ gradcam = cam_method(
     _weights,
     """``relu(sum_k w_k A_k)`` with ``w_k`` the spatial mean of ``dS_c/dA_k``, for a batch.
     """,
+    order=80, report="quick",
 )

@@ -23,8 +23,8 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import register_method
-from ._common import baseline_images, chunks, targets_and_logits
+from ._common import baseline_images, sample_sum, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["ShapDraws", "gradient_shap", "shap_draws"]
 
@@ -68,6 +68,7 @@ def shap_draws(samples: int, baselines: int, shape: tuple[int, ...], noise: floa
     "GradientSHAP: (x + e - x') times the gradient at a random point between a random "
     "baseline x' and the noisy input",
     "Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874",
+    cost="moderate", order=70,
 )
 def gradient_shap(
     model: Classifier | nn.Module,
@@ -120,14 +121,13 @@ def gradient_shap(
     idx_s = d.index.to(x.device)
     eps = d.noise.to(x)
     alpha = d.alpha.to(x)
-    total = torch.zeros_like(x)
-    n = b * samples  # flat index i -> image i // samples, draw i % samples
-    for sl in chunks(n, batch_size):
-        idx = torch.arange(sl.start, sl.stop, device=x.device)
-        bi, si = idx // samples, idx % samples
+
+    def draw(bi: Tensor, si: Tensor) -> Tensor:  # image bi, draw si
         ref = refs[idx_s[si]] if shared else refs[bi]
         diff = x[bi] + eps[si] - ref
         points = ref + alpha[si].view(-1, 1, 1, 1) * diff
         grad, _, _ = input_gradient(model, points, take(t, bi), fast=fast)
-        total.index_add_(0, bi, diff * grad)
+        return diff * grad
+
+    total = sample_sum(b, samples, batch_size, x.device, draw)
     return reduce_channels(total / samples, reduce)

@@ -8,7 +8,7 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target
-from . import register_method
+from ._registry import register_method
 
 __all__ = ["gradient_x_input"]
 
@@ -17,6 +17,7 @@ __all__ = ["gradient_x_input"]
     "gradient_x_input",
     "the input times its gradient, x * dS_c/dx (first-order Taylor contribution)",
     "Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713",
+    order=30, report="full",
 )
 def gradient_x_input(
     model: Classifier | nn.Module,

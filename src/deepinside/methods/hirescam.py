@@ -25,4 +25,5 @@ hirescam = cam_method(
     and a linear layer the (unrectified) map sums to the class score minus the bias: it shows
     exactly where the model looked.
     """,
+    order=110,
 )

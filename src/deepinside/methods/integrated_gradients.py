@@ -10,8 +10,8 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import register_method
-from ._common import baseline_images, chunks, targets_and_logits
+from ._common import baseline_images, sample_sum, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["integrated_gradients", "path_points"]
 
@@ -50,6 +50,7 @@ def path_points(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np
     "integrated_gradients",
     "Integrated Gradients: (x - x') times the gradient averaged along the path from x' to x",
     "Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365",
+    cost="moderate", order=50, report="full",
 )
 def integrated_gradients(
     model: Classifier | nn.Module,
@@ -92,12 +93,11 @@ def integrated_gradients(
     alphas, weights = path_points(steps, rule)
     a = torch.as_tensor(alphas, dtype=x.dtype, device=x.device)
     w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-    total = torch.zeros_like(x)
-    n = x.shape[0] * steps  # flat index i -> image i // steps, point i % steps
-    for sl in chunks(n, batch_size):
-        idx = torch.arange(sl.start, sl.stop, device=x.device)
-        bi, ki = idx // steps, idx % steps
+
+    def draw(bi: Tensor, ki: Tensor) -> Tensor:  # image bi, path point ki
         points = ref[bi] + a[ki].view(-1, 1, 1, 1) * diff[bi]
         grad, _, _ = input_gradient(model, points, take(t, bi), fast=fast)
-        total.index_add_(0, bi, grad * w[ki].view(-1, 1, 1, 1))
+        return grad * w[ki].view(-1, 1, 1, 1)
+
+    total = sample_sum(x.shape[0], steps, batch_size, x.device, draw)
     return reduce_channels(diff * total, reduce)

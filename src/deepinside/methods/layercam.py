@@ -24,4 +24,5 @@ layercam = cam_method(
     its own weight ``relu(dS_c/dA_kij)`` (the paper's eq. 4-5), which gives finer maps in
     shallow layers.
     """,
+    order=100,
 )

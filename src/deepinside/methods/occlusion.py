@@ -8,8 +8,8 @@ from torch import Tensor, nn
 from ..engine import forward_logits
 from ..models import Classifier
 from ..targets import Target, take, target_scores
-from . import register_method
 from ._common import baseline_images, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["occlusion", "window_starts"]
 
@@ -30,6 +30,7 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     "occlusion",
     "occlusion: the drop of the class score when a sliding square is replaced by a baseline",
     "Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901",
+    signed=True, cost="moderate", order=160, report="full",
 )
 def occlusion(
     model: Classifier | nn.Module,
@@ -74,7 +75,7 @@ def occlusion(
     ref = baseline_images(model, x, baseline)
     clean = target_scores(t, logits)
     p = masks.shape[0]
-    drops = torch.empty((b, p), dtype=logits.dtype, device=x.device)
+    drops = torch.empty((b, p), dtype=clean.dtype, device=x.device)
     n = b * p  # flat index i -> image i // p, window i % p
     for sl in chunks(n, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=x.device)

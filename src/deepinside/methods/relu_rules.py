@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -34,8 +35,9 @@ from ..engine import input_gradient
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target
+from ._registry import register_method
 
-__all__ = ["Rule", "rectifier_rule", "rule_map"]
+__all__ = ["Rule", "rectifier_rule", "rule_map", "rule_method"]
 
 Rule = Literal["deconvnet", "guided"]
 
@@ -138,3 +140,43 @@ def rule_map(
     with rectifier_rule(rule):
         grad, _, _ = input_gradient(model, images, target, fast=fast)
     return reduce_channels(grad, reduce)
+
+
+_ARGS = """
+
+    Args:
+        model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
+        images: ``Tensor[B, C, H, W]`` in the model's input space.
+        target: ``None`` (top-1), an ``int``, or a sequence / ``Tensor[B]`` of ints.
+        reduce: channel reduction; ``"max_abs"`` (the paper's) by default.
+        fast: use the batch-norm-folded private copy (see :func:`input_gradient`).
+
+    Returns:
+        ``Tensor[B, H, W]`` (``Tensor[B, C, H, W]`` with ``reduce="none"``).
+    """
+
+
+def rule_method(
+    name: str, rule: Rule, description: str, paper: str, doc: str, **facts: object
+) -> Callable[..., Tensor]:
+    """Register the map of the gradient whose rectifiers follow ``rule`` under ``name``.
+
+    Returns ``f(model, images, target=None, *, reduce="max_abs", fast=True) -> Tensor[B, H,
+    W]`` with ``doc`` (what it computes) followed by the arguments. ``facts``: those of
+    :func:`~deepinside.methods.register_method`.
+    """
+
+    def method(
+        model: Classifier | nn.Module,
+        images: Tensor,
+        target: Target = None,
+        *,
+        reduce: Reduce = "max_abs",
+        fast: bool = True,
+    ) -> Tensor:
+        return rule_map(rule, model, images, target, reduce=reduce, fast=fast)
+
+    method.__name__ = method.__qualname__ = name
+    method.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)  # the caller's
+    method.__doc__ = doc.rstrip() + _ARGS
+    return register_method(name, description, paper, **facts)(method)  # type: ignore[arg-type]

@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from ..engine import network
 from ..models import Classifier
-from ..targets import Target, take, target_scores
-from . import register_method
+from ..targets import Target, need_logits, take, target_scores
 from ._common import Progress, baseline_images, chunks, targets_and_logits
+from ._registry import register_method
 
 __all__ = ["rise", "rise_masks"]
 
@@ -66,6 +66,7 @@ def rise_masks(count: int, size: tuple[int, int], grid: int = 7, p: float = 0.5,
     "rise",
     "RISE: the class probability averaged over random smooth masks that keep each pixel",
     "Petsiuk, Das & Saenko 2018, https://arxiv.org/abs/1806.07421",
+    cost="slow", order=170, demo={"masks": 500},
 )
 def rise(
     model: Classifier | nn.Module,
@@ -125,7 +126,8 @@ def rise(
             m = draws.masks(slice(lo, (sl.stop - 1) // b + 1), x.device, x.dtype)[mi - lo]
             logits = logits_of(ref[bi] + m * diff[bi])
             if score == "probability":
-                logits = logits.softmax(dim=1)
+                logits = need_logits(logits, "rise with score='probability' (a softmax; "
+                                     "score='logit' reads any output)").softmax(dim=1)
             s = target_scores(take(t, bi), logits).to(x.dtype)
             sal.index_add_(0, bi, s.view(-1, 1, 1) * m[:, 0])
             if progress is not None:

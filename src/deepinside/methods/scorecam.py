@@ -6,13 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine import capture_layer, network
-from ..images import resize_maps
+from ..engine import network
 from ..models import Classifier
-from ..targets import Target, take, target_scores
-from . import register_method
+from ..targets import Target, need_logits, take, target_scores
 from ._common import Progress, chunks
-from .cam import Layer
+from ._registry import register_method
+from .cam import Layer, LayerCapture, weighted_cam
 
 __all__ = ["scorecam"]
 
@@ -22,6 +21,7 @@ __all__ = ["scorecam"]
     "scorecam",
     "Score-CAM: maps weighted by the softmax of the scores of the image masked by each map",
     "Wang et al. 2020, https://arxiv.org/abs/1910.01279",
+    cost="slow", order=140,
 )
 def scorecam(
     model: Classifier | nn.Module,
@@ -64,7 +64,22 @@ def scorecam(
     Returns:
         ``Tensor[B, H, W]`` (``Tensor[B, h, w]`` without upsampling), not normalised.
     """
-    cap = capture_layer(model, images, target, layer=layer, fast=fast)
+    def weights(cap: LayerCapture) -> Tensor:
+        return _score_weights(model, images, cap, batch_size, progress, fast)
+
+    return weighted_cam(model, images, target, weights, layer=layer, relu=relu,
+                        upsample_to_input=upsample_to_input, fast=fast)
+
+
+def _score_weights(
+    model: Classifier | nn.Module,
+    images: Tensor,
+    cap: LayerCapture,
+    batch_size: int | None,
+    progress: Progress | None,
+    fast: bool,
+) -> Tensor:
+    """``softmax_k(S_c(X * s(up(A_k))))``: ``Tensor[B, C, 1, 1]``."""
     act, t = cap.activations, cap.targets
     b, c = act.shape[:2]
     size = tuple(images.shape[-2:])
@@ -76,8 +91,12 @@ def scorecam(
         still = (~varies).nonzero()[:, 0]
         if len(still):  # a constant map masks everything: one all-zero image for them all
             zero = logits_of(torch.zeros_like(x[:1]))
-            scores[still] = target_scores(take(t, still // c),
-                                          zero.expand(len(still), -1)).to(act.dtype)
+            if isinstance(t, Tensor):
+                s0 = target_scores(take(t, still // c), need_logits(zero, "score-cam").expand(
+                    len(still), -1))
+            else:  # a callable scores every image alike
+                s0 = target_scores(t, zero).expand(len(still))
+            scores[still] = s0.to(act.dtype)
             if progress is not None:
                 progress(len(still), b * c)
         moving = varies.nonzero()[:, 0]
@@ -92,8 +111,4 @@ def scorecam(
             scores[idx] = target_scores(take(t, img), logits).to(act.dtype)
             if progress is not None:
                 progress(len(still) + sl.stop, b * c)
-    weights = scores.view(b, c).softmax(dim=1)
-    cam = (weights[:, :, None, None] * act).sum(dim=1)
-    if relu:
-        cam = cam.clamp(min=0)
-    return resize_maps(cam, size) if upsample_to_input else cam
+    return scores.view(b, c).softmax(dim=1)[:, :, None, None]

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from ..models import Classifier
 from ..saliency import Reduce, reduce_channels
 from ..targets import Target, take
-from . import get_method, register_method
-from ._common import accepts, chunks, targets_and_logits
+from ._common import accepts, sample_sum, targets_and_logits
+from ._registry import get_method, register_method
 
 __all__ = ["smoothgrad"]
 
@@ -20,6 +20,7 @@ __all__ = ["smoothgrad"]
     "smoothgrad",
     "SmoothGrad: a gradient method averaged over Gaussian-noised copies of the input",
     "Smilkov et al. 2017, https://arxiv.org/abs/1706.03825",
+    cost="moderate", order=40, report="full",
 )
 def smoothgrad(
     model: Classifier | nn.Module,
@@ -80,18 +81,11 @@ def smoothgrad(
         opts["reduce"] = "none"
     if accepts(fn, "fast"):
         opts["fast"] = fast
-    total: Tensor | None = None
-    n = b * samples  # flat index i -> image i // samples, draw i % samples
-    for sl in chunks(n, batch_size):
-        idx = torch.arange(sl.start, sl.stop, device=x.device)
-        bi, si = idx // samples, idx % samples
+
+    def draw(bi: Tensor, si: Tensor) -> Tensor:  # image bi, noise draw si
         noisy = x[bi] + eps[si] * span[bi].view(-1, 1, 1, 1)
         a = fn(model, noisy, take(t, bi), **opts).detach()
-        if squared:
-            a = a * a
-        if total is None:
-            total = torch.zeros((b, *a.shape[1:]), device=a.device, dtype=a.dtype)
-        total.index_add_(0, bi, a)
-    assert total is not None
-    mean = total / samples
+        return a * a if squared else a
+
+    mean = sample_sum(b, samples, batch_size, x.device, draw) / samples
     return reduce_channels(mean, reduce) if channelwise and mean.dim() == 4 else mean

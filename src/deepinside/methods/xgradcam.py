@@ -29,4 +29,5 @@ xgradcam = cam_method(
     axioms); a channel whose activations sum to 0 gets weight 0. pytorch-grad-cam adds 1e-7
     to the denominator instead, which differs only where the sum is that small.
     """,
+    order=120,
 )

@@ -30,9 +30,6 @@ __all__ = [
 PAPER_CLASSES = ("goose", "ostrich", "limousine", "washing machine", "computer keyboard",
                  "kit fox", "husky", "dalmatian", "bell pepper", "lemon")
 PAPER_TOP5_LOC_ERR = 0.464  # ILSVRC-2013 test, the paper's section 6
-COMPARE_METHODS = ("gradient", "deconvnet", "guided_backprop", "gradient_x_input", "smoothgrad",
-                   "integrated_gradients", "gradcam", "gradcam_pp", "occlusion")
-QUICK_COMPARE_METHODS = ("gradient", "guided_backprop", "gradcam")
 
 
 @dataclass
@@ -85,8 +82,8 @@ def _probabilities(clf, images: list, classes: list[int]) -> list[float]:
     import deepinside
 
     photos = [Image.fromarray(a) for a in images]
-    x = deepinside.photos_to_batch(photos, clf.preprocessing).to(clf.device, clf.dtype)
-    probs = torch.softmax(deepinside.forward_logits(clf, x).float(), dim=1)
+    _, logits = deepinside.forward_photos(clf, photos, crop=False)
+    probs = torch.softmax(logits.float(), dim=1)
     return [round(float(probs[i, c]), 4) for i, c in enumerate(classes)]
 
 
@@ -194,7 +191,7 @@ def deconvnet_and_gradient(ctx: Context) -> dict:
 
     clf = ctx.classifier
     photos = [p for _, p in ctx.photos[: 4 if ctx.quick else 16]]
-    x = deepinside.photos_to_batch(photos, clf.preprocessing).to(clf.device, clf.dtype)
+    x = deepinside.model_batch(clf, photos, crop=False)
     maps = {m: deepinside.get_method(m)(clf, x).float().cpu()
             for m in ("gradient", "deconvnet", "guided_backprop")}
 
@@ -262,11 +259,12 @@ def localization(ctx: Context) -> dict:
 def methods_comparison(ctx: Context) -> dict:
     """Beyond the paper: pointing game, deletion / insertion and the sanity check per method."""
     from deepinside.evaluate.compare import compare_methods
+    from deepinside.methods import method_names
 
     if ctx.records is None:
         return {"skipped": "no dataset with boxes (--dataset): the pointing game and the "
                            "localisation column need ground-truth boxes"}
-    methods = QUICK_COMPARE_METHODS if ctx.quick else COMPARE_METHODS
+    methods = method_names(report="quick" if ctx.quick else "full")
     records = ctx.records[: 4 if ctx.quick else 32]
     ctx.say(f"  methods comparison: {len(methods)} methods on {len(records)} photos")
     rows = compare_methods(ctx.classifier, records, methods, steps=8 if ctx.quick else 16)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import io
 import json
 import queue
@@ -21,7 +20,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -34,26 +33,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 __all__ = ["Limits", "ModelWorker", "Problem", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
-# fast / upsample_to_input would change what the map is, not how; progress is a callback.
-HIDDEN_PARAMS = {"fast", "upsample_to_input", "progress"}
-# Bounds of the parameters a request may set (others: any value of their type).
-BOUNDS: dict[str, tuple[float, float]] = {
-    "steps": (1, 256), "samples": (1, 64), "noise": (0.0, 1.0), "window": (1, 1024),
-    "stride": (1, 1024), "batch_size": (1, 256), "energy": (0.0, 1.0), "seed": (0, 2**31 - 1),
-    "masks": (1, 8000), "grid": (2, 64), "p": (0.0, 1.0), "iterations": (1, 1000),
-    "area": (0.0, 1.0), "levels": (1, 16), "step": (1, 64), "momentum": (0.0, 1.0),
-}
-CHOICES: dict[str, list[str]] = {
-    "reduce": ["max_abs", "sum_abs", "sum", "none"],
-    "baseline": ["zero", "black", "white", "mean", "blur"],
-    "baselines": ["zero", "black", "white", "mean", "blur"],
-    "score": ["probability", "logit"],
-    "variant": ["preserve", "delete"],
-    "rule": ["gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left",
-             "riemann_right"],
-}
-
-
 @dataclass
 class Limits:
     """What one request may ask for.
@@ -137,23 +116,10 @@ def read_photo(data: bytes, limits: Limits) -> Image.Image:
                                                f"({reason})") from None
 
 
-def method_params(fn) -> dict[str, dict]:
-    """The options a request may set for a method, with types, defaults and bounds."""
-    out = {}
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is not p.KEYWORD_ONLY or p.name in HIDDEN_PARAMS:
-            continue
-        d = p.default
-        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(d))
-        if kind is None and d is not None:
-            continue
-        spec: dict[str, Any] = {"type": kind or "str", "default": d}
-        if p.name in BOUNDS and kind in ("int", "float"):
-            spec["min"], spec["max"] = BOUNDS[p.name]
-        if p.name in CHOICES:
-            spec["choices"] = CHOICES[p.name]
-        out[p.name] = spec
-    return out
+def method_params(info) -> dict[str, dict]:
+    """The options a request may set for a method (its :class:`MethodInfo`), with types,
+    defaults, bounds and choices."""
+    return {name: p.spec() for name, p in info.request_params().items()}
 
 
 def check_params(method: str, given: object, specs: dict[str, dict]) -> dict:
@@ -272,7 +238,8 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
     clf = classifier
     worker = worker or ModelWorker(limits)
     jobs: dict[str, Job] = {}
-    specs = {name: method_params(info.fn) for name, info in deepinside.list_methods().items()}
+    infos = deepinside.list_methods()
+    specs = {name: method_params(info) for name, info in infos.items()}
     box_recipe = get_recipe("gradcam-30", smooth=0.04)  # as evaluate compare boxes any map
     app = FastAPI(title="deepinside", version=deepinside.__version__,
                   description="What an image classifier looks at (Simonyan et al. 2013, "
@@ -309,13 +276,18 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
                                 f"the body has {size} bytes; at most {limits.max_body}")
         return await call_next(request)
 
-    def target_of(text: str | None) -> int | None:
-        if text is None or text.strip() == "":
-            return None  # the photo's top-1 class
+    def target_of(text: str | None):
+        """The ``target`` field, read as the command line reads ``--target`` (an index, a
+        name, top<k>, classes separated by commas); empty: the photo's top-1 class."""
         try:
-            return clf.class_index(text.strip())
-        except ValueError as e:
+            return deepinside.parse_target(text, clf)
+        except (ValueError, TypeError) as e:
             raise Problem(422, "Unknown class", str(e)) from None
+
+    def classes_of(t) -> list[int]:
+        """The classes a resolved target explains (one, k for top<k>, a sum's)."""
+        return t.reshape(-1).tolist() if hasattr(t, "reshape") else list(getattr(t, "classes",
+                                                                                  []))
 
     def classify(photo: Image.Image, k: int) -> list[dict]:
         x = deepinside.photos_to_batch([photo], clf.preprocessing, crop=True)
@@ -324,16 +296,26 @@ def create_app(classifier, *, token: str | None = None, limits: Limits | None = 
     def explain(photo: Image.Image, method: str, target: str | None, params: dict,
                 localize: bool) -> dict:
         t0 = time.perf_counter()
-        c = target_of(target)  # one forward pass resolves the top-1 class and the logits
-        [m], t, logits = deepinside.photo_maps(clf, [photo], c, method=method, **params)
-        c, logits = int(t[0]), logits[0]
+        want = target_of(target)  # one forward pass resolves the top-1 class and the logits
+        [m], t, logits = deepinside.photo_maps(clf, [photo], want, method=method, **params)
+        classes, logits = classes_of(t), logits[0]
         t2 = time.perf_counter()
-        m = np.clip(m, 0, None) if method == "occlusion" else m
+        m = np.clip(m, 0, None) if infos[method].signed else m
+        more = list(m[1:]) if m.ndim == 3 else []  # top<k>: the best class's map, then others
+        m = m[0] if m.ndim == 3 else m
+        sums = not hasattr(t, "reshape") and len(classes) > 1
+        named = {"class": classes[0] if classes else None,
+                 "name": " + ".join(clf.short_name(c) for c in classes) if sums
+                 else clf.short_name(classes[0]) if classes else str(target)}
         out = {"model": clf.name, "method": method, "params": params,
-               "target": {"class": c, "name": clf.short_name(c)},
+               "target": named if not sums else {**named, "classes": classes},
                "top": clf.top_classes(logits[None])[0],
                "map": {"width": photo.width, "height": photo.height, "png": map_png(m)},
                "overlay_png": _png(overlay(photo, m)), "box": None, "mask_png": None}
+        if more:
+            out["more"] = [{"class": c, "name": clf.short_name(c),
+                            "map": {"width": photo.width, "height": photo.height,
+                                    "png": map_png(mm)}} for c, mm in zip(classes[1:], more)]
         if localize:
             mask, box, _ = segment_map(np.asarray(photo), m, box_recipe)
             out["box"] = [float(v) for v in box]
