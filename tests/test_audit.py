@@ -4,6 +4,7 @@ check on a model whose answer is known, audit.json's fields, and a small audit e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,73 @@ def test_audit_json_has_exactly_the_fields():
                                      "examples"}
     assert c["clusters"][0]["peak"] == pytest.approx([0.9, 0.9], abs=1 / 16)
     json.dumps(out)
+
+
+def toy_dataset(root, n: int = 12, classes: int = 3) -> Path:
+    """``n`` random 40 x 40 photos, labels cycling through ``classes``, one box each."""
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            root / "img" / f"p{i:02d}.png")
+        rows.append({"file": f"img/p{i:02d}.png", "label": i % classes,
+                     "boxes_xyxy": [[5, 5, 25 + i % 10, 30]]})
+    (root / "annotations.json").write_text(json.dumps(rows))
+    return root / "annotations.json"
+
+
+def test_audit_writes_streams_resumes_and_refuses(tmp_path, monkeypatch):
+    import re
+
+    from models import tiny_classifier
+
+    import deepinside
+    from deepinside.audit import analysis
+    from deepinside.evaluate.rundir import RunLockedError, RunMismatchError, locked
+
+    clf = tiny_classifier()
+    data = toy_dataset(tmp_path / "data")
+    out = tmp_path / "audit"
+    first = deepinside.audit(clf, data, out, batch_size=4, show_progress=False)
+    lines = (out / "per_image.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and first["n_photos"] == 12
+    assert sorted(c["class"] for c in first["classes"]) == [0, 1, 2]
+    assert json.loads((out / "audit.json").read_text()) == first
+    page = (out / "index.html").read_text()
+    assert "http://" not in page and "https://cdn" not in page
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert srcs and all((out / s).is_file() for s in srcs)
+    # killed after 5 photos (a torn sixth line): the resumed audit computes the other 7 only,
+    # and says the same
+    (out / "per_image.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])
+    done = []
+    stage = analysis.audit_batch
+
+    def counting(model, items, *args, **kw):
+        done.extend(r.key for r in items)
+        return stage(model, items, *args, **kw)
+
+    monkeypatch.setattr(analysis, "audit_batch", counting)
+    again = deepinside.audit(clf, data, out, batch_size=4, show_progress=False)
+    assert len(done) == 7
+    assert again == first
+    # another method into the same folder is refused; so is a second writer
+    with pytest.raises(RunMismatchError, match="method"):
+        deepinside.audit(clf, data, out, method="gradient", show_progress=False)
+    with locked(out), pytest.raises(RunLockedError):
+        deepinside.audit(clf, data, out, show_progress=False)
+
+
+def test_audit_classes_and_limit(tmp_path):
+    from models import tiny_classifier
+
+    import deepinside
+
+    clf = tiny_classifier()
+    data = toy_dataset(tmp_path / "data")
+    r = deepinside.audit(clf, data, tmp_path / "a", classes=["class1"], limit=3,
+                         show_progress=False)
+    assert [c["class"] for c in r["classes"]] == [1] and r["n_photos"] == 3
+    with pytest.raises(ValueError, match="unknown class"):
+        deepinside.audit(clf, data, tmp_path / "b", classes=["nope"], show_progress=False)
