@@ -213,3 +213,54 @@ def test_audit_classes_and_limit(tmp_path):
     assert [c["class"] for c in r["classes"]] == [1] and r["n_photos"] == 3
     with pytest.raises(ValueError, match="unknown class"):
         deepinside.audit(clf, data, tmp_path / "b", classes=["nope"], show_progress=False)
+
+
+def test_cli_audit(tmp_path, capsys):
+    from deepinside.cli import main
+
+    data = toy_dataset(tmp_path / "data")
+    out = tmp_path / "cli"
+    rc = main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
+               "--out", str(out), "--batch-size", "4", "--classes", "0,2"])
+    assert rc == 0
+    said = capsys.readouterr().out
+    assert said.startswith("8 photos, 2 classes, ")
+    assert json.loads((out / "audit.json").read_text())["n_photos"] == 8
+    assert main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
+                 "--out", str(out), "--method", "gradient"]) == 2  # another audit there
+    assert main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
+                 "--method", "gradcamm"]) == 2  # did you mean
+
+
+@pytest.mark.slow
+def test_audit_on_ray_writes_the_same_lines(tmp_path):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    import os
+
+    from models import tiny_classifier
+
+    import deepinside
+
+    tests = Path(__file__).resolve().parent
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        dict.fromkeys([str(tests.parent / "src"), str(tests)]
+                      + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    clf = tiny_classifier()
+    data = toy_dataset(tmp_path / "data", n=8)
+    local = deepinside.audit(clf, data, tmp_path / "local", batch_size=4, show_progress=False)
+    ray.init(num_cpus=2, object_store_memory=150 * 1024**2, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        remote = deepinside.audit(clf, data, tmp_path / "ray", batch_size=4, backend="ray",
+                                  show_progress=False)
+    finally:
+        ray.shutdown()
+
+    def strip(path):
+        rows = [json.loads(x) for x in (path / "per_image.jsonl").read_text().splitlines()]
+        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows),
+                      key=lambda r: r["key"])
+
+    assert strip(tmp_path / "ray") == strip(tmp_path / "local")
+    assert remote["classes"] == local["classes"]
