@@ -153,6 +153,23 @@ def _photos_of(batch: dict) -> tuple[list, list, list, list, list, dict, dict]:
     return keys, out, items, photos, boxes, hashes, notes
 
 
+def _actor_batch(batch: dict, produce: Callable) -> dict:
+    """A model actor's batch: stage 1's photos through ``produce(records, photos, boxes,
+    hashes, fail)``, which gives ``(key, kind, payload)`` per photo done; out, ``(kind,
+    payload, notes)`` rows, the failures (upstream or ``fail``'s) passed on."""
+    keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
+
+    def fail(r: Record, reason: str) -> None:
+        keys.append(r.key)
+        out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
+
+    if items:
+        for key, kind, payload in list(produce(items, photos, boxes, hashes, fail)):
+            keys.append(key)
+            out.append(_pack(kind, payload, notes[key]))
+    return _rows(keys, out)
+
+
 class MapActor(_ModelActor):
     """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
 
@@ -165,18 +182,10 @@ class MapActor(_ModelActor):
         self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
 
     def __call__(self, batch: dict) -> dict:
-        keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
-
-        def fail(r: Record, reason: str) -> None:
-            keys.append(r.key)
-            out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
-
-        if items:
-            for r, task in map_tasks(self.model, items, photos, boxes, self.recipe,
-                                     self.method, hashes, self.seed, self.batch_size, fail):
-                keys.append(r.key)
-                out.append(_pack("task", task, notes[r.key]))
-        return _rows(keys, out)
+        return _actor_batch(batch, lambda items, photos, boxes, hashes, fail: (
+            (r.key, "task", task) for r, task in map_tasks(
+                self.model, items, photos, boxes, self.recipe, self.method, hashes, self.seed,
+                self.batch_size, fail)))
 
 
 class LinesActor(_ModelActor):
@@ -190,17 +199,9 @@ class LinesActor(_ModelActor):
         self.stage = stage
 
     def __call__(self, batch: dict) -> dict:
-        keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
-
-        def fail(r: Record, reason: str) -> None:
-            keys.append(r.key)
-            out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
-
-        if items:
-            for row in self.stage(self.model, items, photos, boxes, hashes, fail):
-                keys.append(row.key)
-                out.append(_pack("result", row, notes[row.key]))
-        return _rows(keys, out)
+        return _actor_batch(batch, lambda items, photos, boxes, hashes, fail: (
+            (row.key, "result", row)
+            for row in self.stage(self.model, items, photos, boxes, hashes, fail)))
 
 
 def score_batch(batch: dict) -> dict:
