@@ -9,7 +9,7 @@ audit and one in one go analyse the same numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -48,12 +48,17 @@ class AuditRecord:
     width: int
     height: int
     gt_boxes: list[list[float]]
-    map: list[list[float]]
-    pred_map: list[list[float]] | None
+    map: np.ndarray
+    pred_map: np.ndarray | None
     peak: list[float]
     energy_in_box: float | None
     pointing_hit: bool | None
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:  # the maps kept as float32 arrays: a kilobyte each
+        self.map = np.asarray(self.map, dtype=np.float32)
+        if self.pred_map is not None:
+            self.pred_map = np.asarray(self.pred_map, dtype=np.float32)
 
     @property
     def correct(self) -> bool:
@@ -62,11 +67,15 @@ class AuditRecord:
 
     def grid(self) -> np.ndarray:
         """The pooled map, ``(GRID, GRID)`` float32."""
-        return np.asarray(self.map, dtype=np.float32)
+        return self.map
 
     def to_json(self) -> dict:
-        """The JSON-ready line."""
-        return asdict(self)
+        """The JSON-ready line (the maps as lists of rows, :data:`DIGITS` decimals)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("map", "pred_map"):
+            if d[k] is not None:
+                d[k] = np.round(d[k].astype(np.float64), DIGITS).tolist()
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> AuditRecord:
@@ -74,12 +83,12 @@ class AuditRecord:
         return cls(**d)
 
 
-def _pooled(m: np.ndarray, grid: int) -> list[list[float]]:
-    g = np.clip(downsample_map(m, grid), 0.0, None)
+def _pooled(m: np.ndarray, grid: int) -> np.ndarray:
+    g = np.clip(downsample_map(m, grid), 0.0, None).astype(np.float64)
     top = float(g.max())
     if top > 0:
         g = g / top
-    return np.round(g.astype(np.float64), DIGITS).tolist()
+    return np.round(g, DIGITS).astype(np.float32)  # as a line reads back
 
 
 def photo_record(key: str, record_hash: str, label: int, top5: Sequence[int],
