@@ -102,15 +102,15 @@ def child(out: Path, limit: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-def scale(out: Path, sizes: list[int]) -> None:
+def scale(out: Path, sizes: list[int], resume_size: int) -> None:
     for n in sizes:
         p = child(out / f"scale-{n}", n)
         print(p.communicate()[0].strip().splitlines()[-1], flush=True)
     # kill half-way, then resume
     run = out / "resume"
     lines = run / "per_image.jsonl"
-    p = child(run, 300)
-    while not lines.exists() or lines.read_text().count("\n") < 150:
+    p = child(run, resume_size)
+    while not lines.exists() or lines.read_text().count("\n") < resume_size // 2:
         time.sleep(0.5)
         if p.poll() is not None:
             break
@@ -118,7 +118,7 @@ def scale(out: Path, sizes: list[int]) -> None:
     p.wait()
     before = lines.read_text().count("\n")
     t = time.perf_counter()
-    p = child(run, 300)
+    p = child(run, resume_size)
     got = json.loads(p.communicate()[0].strip().splitlines()[-1])
     after = lines.read_text().count("\n")
     print(json.dumps({"killed_after_lines": before, "lines_after_resume": after,
@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--per-group", type=int, default=None,
                     help="planted: at most this many photos of each group (default all)")
     ap.add_argument("--sizes", default="100,300", help="scale: audit sizes")
+    ap.add_argument("--resume-size", type=int, default=300,
+                    help="scale: photos of the audit killed half-way and resumed")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -142,7 +144,7 @@ def main() -> None:
         (a.out / "planted.json").write_text(json.dumps(r, indent=1))
         report_planted(r)
     else:
-        scale(a.out, [int(s) for s in a.sizes.split(",")])
+        scale(a.out, [int(s) for s in a.sizes.split(",")], a.resume_size)
 
 
 if __name__ == "__main__":
