@@ -2,7 +2,8 @@
 stamp that one group's training photos carry; the audit of photos it did not train on puts that
 group first by suspicion and flags it, its main cluster peaks at the stamp, and erasing the
 stamp costs its logit more than erasing the object. The same head trained without stamps gets
-no such flag. Small data (6 training and 6 audited photos a group), nothing tuned to them: the
+no such flag. Small data: 8 training and 8 audited photos a group (with 6 the head learns the
+stamp only weakly: it flipped 22% of the other groups' photos); nothing is tuned to them, the
 thresholds are the audit's defaults."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def planted(tmp_path_factory, dev_data, lite0):
     from deepinside.audit import planted as P
 
     root, _ = dev_data
-    return P.plant(root, tmp_path_factory.mktemp("planted"), lite0, per_group=12)
+    return P.plant(root, tmp_path_factory.mktemp("planted"), lite0, per_group=16)
 
 
 def near_stamp(peak, slack: float = 1 / 16) -> bool:
