@@ -92,7 +92,7 @@ def test_hot_region_and_peak():
 def test_erase_masks_region_less_boxes():
     region = np.zeros((4, 4), bool)
     region[2:, 2:] = True  # the bottom-right quarter
-    reg, obj = E.erase_masks(region, [[(32, 32, 48, 64)]], [(64, 64)], (16, 16))
+    reg, obj = E.erase_masks([region], [[(32, 32, 48, 64)]], [(64, 64)], (16, 16))
     assert reg.shape == obj.shape == (1, 1, 16, 16)
     # the box covers x in [8, 12) at the input's scale: removed from the region
     assert obj[0, 0, 8:, 8:12].all() and not obj[0, 0, :8].any()
@@ -107,7 +107,7 @@ def test_erase_drops_on_a_model_that_reads_a_corner():
     corner = np.zeros((2, 2), bool)
     corner[1, 1] = True
     box = [(8.0, 8.0, 24.0, 24.0)]  # the centre quarter
-    reg, obj = E.erase_drops(clf, photos, 0, corner, [box] * 3)
+    reg, obj = E.erase_drops(clf, photos, [0] * 3, [corner] * 3, [box] * 3)
     # class 0 reads the bottom-right quarter: erasing the corner less the box moves it by the
     # mean, over that quarter, of (photo - blurred photo) outside the box; erasing the box
     # moves it by the same over the box's part of the quarter
@@ -123,8 +123,15 @@ def test_erase_drops_on_a_model_that_reads_a_corner():
     np.testing.assert_allclose(reg, want_reg, atol=1e-5)
     np.testing.assert_allclose(obj, want_obj, atol=1e-5)
     # a region the class does not read moves nothing
-    reg0, _ = E.erase_drops(clf, photos, 0, corner[::-1, ::-1], [[(0.0, 0.0, 1.0, 1.0)]] * 3)
+    reg0, _ = E.erase_drops(clf, photos, [0] * 3, [corner[::-1, ::-1]] * 3,
+                            [[(0.0, 0.0, 1.0, 1.0)]] * 3)
     np.testing.assert_allclose(reg0, 0.0, atol=1e-6)
+    # photos of several classes and regions in one pass: each as alone
+    mixed_r, mixed_o = E.erase_drops(clf, photos, [0, 1, 0], [corner, corner[::-1], corner],
+                                     [box] * 3, batch_size=2)
+    for i, (lab, reg_i) in enumerate(zip([0, 1, 0], [corner, corner[::-1], corner])):
+        one_r, one_o = E.erase_drops(clf, photos[i:i + 1], [lab], [reg_i], [box])
+        np.testing.assert_allclose([mixed_r[i], mixed_o[i]], [one_r[0], one_o[0]], atol=1e-6)
 
 
 def test_audit_json_has_exactly_the_fields():

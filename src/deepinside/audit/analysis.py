@@ -80,7 +80,8 @@ def analyse(model, lines: Sequence[AuditRecord], open_photo: Callable[[str], obj
         erase_photos: at most this many of a cluster's most typical photos with boxes are
             erased.
         batch_size: photos per forward pass of the erase check.
-        progress: called with 1 after each class.
+        progress: called with 1 after each class's clusters (the erase check follows, in
+            batches of photos of many clusters).
 
     Returns:
         One :class:`ClassAudit` per class with photos, in class order.
@@ -90,27 +91,30 @@ def analyse(model, lines: Sequence[AuditRecord], open_photo: Callable[[str], obj
     by_class: dict[int, list[AuditRecord]] = {}
     for r in lines:
         by_class.setdefault(r.label, []).append(r)
-    out = []
+    out, jobs = [], []  # jobs: (cluster, key, photo, boxes), erased together afterwards
     for label in sorted(by_class):
         rows = {r.key: r for r in by_class[label]}
         audit = class_audit(label, names(label), list(rows.values()))
         for c in audit.clusters:
-            keys, photos, boxes = [], [], []
+            taken = 0
             for key in c.keys:
-                if len(keys) == erase_photos:
+                if taken == erase_photos:
                     break
-                if not rows[key].gt_boxes:
-                    continue
-                photo = open_photo(key)
+                photo = open_photo(key) if rows[key].gt_boxes else None
                 if photo is not None:
-                    keys.append(key)
-                    photos.append(photo)
-                    boxes.append(rows[key].gt_boxes)
-            if photos:
-                region, obj = erase_drops(model, photos, label, hot_region(c.mean_map), boxes,
-                                          batch_size=batch_size)
-                c.set_erase(region.tolist(), obj.tolist())
+                    jobs.append((audit.label, c, photo, rows[key].gt_boxes))
+                    taken += 1
         out.append(audit)
         if progress is not None:
             progress(1)
+    for start in range(0, len(jobs), batch_size * 4):  # the photos of many clusters a pass
+        part = jobs[start:start + batch_size * 4]
+        region, obj = erase_drops(model, [j[2] for j in part], [j[0] for j in part],
+                                  [hot_region(j[1].mean_map) for j in part],
+                                  [j[3] for j in part], batch_size=batch_size)
+        for (_, c, _, _), dr, do in zip(part, region, obj):
+            c.erase.append((float(dr), float(do)))
+    for audit in out:
+        for c in audit.clusters:
+            c.set_erase([d[0] for d in c.erase], [d[1] for d in c.erase])
     return out

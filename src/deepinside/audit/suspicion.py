@@ -88,6 +88,7 @@ class ClusterAudit:
     erase_object_drop: float | None = None
     erase_photos: int = 0
     flagged: bool = False
+    erase: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def set_erase(self, region_drops: Sequence[float], object_drops: Sequence[float]) -> None:
         """Record the erase check's drops (one per photo) and the verdict."""
