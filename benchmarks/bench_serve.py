@@ -64,7 +64,7 @@ def main() -> None:
     import deepinside
     from deepinside.localize import get_recipe, segment_map
     from deepinside.render import overlay
-    from deepinside.serve.app import _png, map_png
+    from deepinside.serve.photos import map_png, png
 
     clf = deepinside.load_model(args.model)
     photos = _photos(args.dataset)
@@ -73,9 +73,9 @@ def main() -> None:
         photo = Image.open(io.BytesIO(data)).convert("RGB")
         [m], _, _ = deepinside.photo_maps(clf, [photo])
         map_png(m)
-        _png(overlay(photo, m))
+        png(overlay(photo, m))
         mask, _, _ = segment_map(np.asarray(photo), m, get_recipe("gradcam-30", smooth=0.04))
-        _png((mask * 255).astype(np.uint8))
+        png((mask * 255).astype(np.uint8))
 
     for p in photos[:2]:
         direct(p)  # warm-up: caches, the fast copy

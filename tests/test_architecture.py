@@ -153,7 +153,7 @@ out["demo"] = "zz_throwaway" in method_names()
 
 from fastapi.testclient import TestClient
 from deepinside.serve.app import create_app
-client = TestClient(create_app(tiny_classifier()))
+client = TestClient(create_app(tiny_classifier()), base_url="http://localhost")
 ms = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
 out["server"] = ms.get("zz_throwaway")
 photo = Image.new("RGB", (40, 30), (200, 30, 30))

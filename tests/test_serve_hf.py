@@ -39,7 +39,7 @@ def photo_png(tmp_path_factory) -> bytes:
 
 
 def test_explain_answers_with_the_models_own_labels(hf_clf, photo_png):
-    client = TestClient(create_app(hf_clf))
+    client = TestClient(create_app(hf_clf), base_url="http://localhost")
     assert client.get("/v1/classes").json()["classes"] == NAMES
     r = client.post("/v1/explain", files={"image": ("a.png", photo_png)},
                     data={"method": "gradient", "target": "dog"})

@@ -27,6 +27,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest request body (413 above; default 10 MB)")
     p.add_argument("--max-pixels", type=positive_int, default=40_000_000,
                    help="largest photo in pixels (413 above; default 40 MP)")
+    p.add_argument("--max-render-pixels", type=positive_int, default=4_000_000,
+                   help="a larger photo's map, overlay and mask are drawn scaled down to this "
+                        "many pixels (default 4 MP; its box stays in the photo's pixels)")
+    p.add_argument("--max-instances", type=positive_int, default=16,
+                   help="instances of one KServe explain request (413 above; default 16)")
+    p.add_argument("--allowed-hosts", default=None, metavar="H1,H2",
+                   help="names the Host header may give (400 otherwise; default: the bound "
+                        "address, localhost, 127.0.0.1, [::1]; '*': any)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another site (https://example.org) allowed to call the API from a "
+                        "browser; repeat for several ('*': any). Default: none")
+    p.add_argument("--jobs", type=positive_int, default=8,
+                   help="class-model jobs queued or running (503 above; default 8)")
+    p.add_argument("--jobs-per-client", type=positive_int, default=2,
+                   help="of those, from one client address (429 above; default 2)")
+    p.add_argument("--job-timeout", type=float, default=600.0,
+                   help="seconds a class-model job may run (default 600)")
+    p.add_argument("--job-ttl", type=float, default=600.0,
+                   help="seconds a finished job's result is kept (default 600)")
+    p.add_argument("--no-fast", action="store_true",
+                   help="run the model itself, not its batch-norm-folded copy (engine switch)")
+    p.add_argument("--amp", choices=["float16", "bfloat16"], default=None,
+                   help="autocast the methods that support it (engine switch; default off)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for the methods that support it (engine "
+                        "switch; compiled once, before the first request)")
     p.set_defaults(func=run)
 
 
@@ -46,10 +72,26 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     clf = model_from_args(args)
-    limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels, queue=args.queue,
-                    timeout=args.timeout)
+    for name in ("timeout", "job_timeout", "job_ttl"):
+        if not getattr(args, name) > 0:
+            raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
+    limits = Limits(max_body=args.max_body, max_pixels=args.max_pixels,
+                    max_render_pixels=args.max_render_pixels, queue=args.queue,
+                    timeout=args.timeout, max_instances=args.max_instances, jobs=args.jobs,
+                    jobs_per_client=args.jobs_per_client, job_timeout=args.job_timeout,
+                    job_ttl=args.job_ttl)
+    hosts = ([h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+             if args.allowed_hosts else [args.host, "localhost", "127.0.0.1", "[::1]"])
+    engine: dict = {"fast": not args.no_fast}
+    if args.compile:
+        engine["compiled"] = True
+    if args.amp is not None:
+        import torch
+
+        engine["amp"] = getattr(torch, args.amp)
     worker = ModelWorker(limits, thread=False)  # runs below, in this (the main) thread
-    app = create_app(clf, token=args.token, report=args.report, limits=limits, worker=worker)
+    app = create_app(clf, token=args.token, report=args.report, limits=limits, worker=worker,
+                     allowed_hosts=hosts, cors_origins=args.cors_origin, engine=engine)
     url = f"http://{args.host}:{args.port}/"
 
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,

@@ -146,6 +146,19 @@ def _marks(hint: Any) -> tuple[Range | None, tuple[str, ...] | None]:
     return rng, choices
 
 
+def _kind_of(hint: Any) -> str:
+    """The JSON kind an annotation allows (``int | None`` -> ``int``); ``str`` by default."""
+    stack, seen = [hint], set()
+    while stack:
+        h = stack.pop(0)
+        if typing.get_origin(h) is typing.Annotated:
+            h = typing.get_args(h)[0]
+        if isinstance(h, type) and h in _KINDS:
+            seen.add(h)
+        stack.extend(typing.get_args(h) if typing.get_origin(h) is not Literal else ())
+    return next((_KINDS[t] for t in (bool, int, float, str) if t in seen), "str")
+
+
 def _role(name: str) -> str:
     if name in ENGINE_SWITCHES:
         return "engine"
@@ -166,7 +179,7 @@ def read_params(fn: Callable) -> tuple[Param, ...]:
         kind = _KINDS.get(type(d))
         if kind is None and d is not None:
             continue
-        kind = kind or "str"
+        kind = kind or _kind_of(hints.get(p.name))  # None: the annotation says (int | None)
         rng, choices = _marks(hints.get(p.name))
         if rng is None and kind in ("int", "float"):
             rng = SHARED_RANGES.get(p.name)
