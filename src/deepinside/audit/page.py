@@ -132,15 +132,16 @@ def render_audit_page(classes: Sequence[ClassAudit], meta: dict,
 <code>{escape(str(meta["method"]))}</code> for each photo's labelled class
 ({meta.get("n_failed", 0)} photos could not be audited). {len(flagged)} of {len(order)} classes
 flagged{": " + ", ".join(escape(a.name) for a in flagged) if flagged else ""}.</p>
-<p class="claim"><b>How to read it.</b> Each class's maps are clustered into strategies by
-SpRAy (Lapuschkin et al. 2019, spectral clustering, the number of clusters from the eigengap).
-A cluster's <b>suspicion</b> = share &times; same place &times; energy off the object: the share
-of the class's photos in it, the share of them whose map peaks within {FIXED_RADIUS:g} of the
-width and height of the cluster's peak, and the mean share of their maps' energy outside the
-object's boxes. The <b>erase check</b> blurs the cluster's hot region (its mean map &ge;
-{HOT:g} &times; its maximum), less the boxes, and separately the boxes, on its most typical
-photos, and reports the class logit's mean drop; a cluster is <b>flagged</b> when erasing the
-region hurts more than erasing the object. Classes: flagged first, then by suspicion.</p>"""
+<p class="claim"><b>How to read it.</b> Each class's maps are clustered into strategies by SpRAy
+(Lapuschkin et al. 2019, spectral clustering, the number of clusters from the eigengap). A
+cluster's <b>suspicion</b> = share &times; same place &times; energy off the object: the share
+of the class's photos in it, the share of its other photos whose map peaks within
+{FIXED_RADIUS:g} of the width and height of the cluster's peak, and the mean share of their
+maps' energy outside the object's boxes. The <b>erase check</b> blurs the cluster's hot region
+(its mean map &ge; {HOT:g} &times; its maximum), less the boxes, and separately the boxes, on
+its most typical photos, and reports the class logit's mean drop; a cluster is <b>flagged</b>
+when erasing the region hurts more than erasing the object. Classes: flagged first, then by
+suspicion.</p>"""
     summary = table(["class", "photos", "accuracy", "energy in box", "pointing", "suspicion",
                      "flagged"], rows)
     body = "\n".join([intro, summary] + [_class_html(a, figures) for a in order])
