@@ -235,3 +235,25 @@ class Unreadable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> str:
         return "nothing to see"
+
+
+class CornerNet(nn.Module):
+    """logit 0 = mean of the bottom-right quarter of the input (all channels), logit 1 = mean
+    of its centre quarter: the model of a class that reads a corner, and of one that reads the
+    object in the middle. Linear, so an erased region's effect is known exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        corner = x[:, :, h // 2:, w // 2:].mean(dim=(1, 2, 3))
+        centre = x[:, :, h // 4: h - h // 4, w // 4: w - w // 4].mean(dim=(1, 2, 3))
+        return torch.stack([corner, centre], dim=1) * self.scale
+
+
+def corner_classifier() -> Classifier:
+    """:class:`CornerNet` on 32 x 32 inputs, classes ``corner`` and ``centre``."""
+    return Classifier(CornerNet().eval(), Preprocessing(input_size=(32, 32), resize_size=32),
+                      ["corner", "centre"], name="corner")

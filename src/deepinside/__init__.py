@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "audit": "audit",
     "ClassModelResult": "classmodel",
     "class_model": "classmodel",
     "Visualization": "classmodel",

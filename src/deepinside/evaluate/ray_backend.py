@@ -39,11 +39,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backend import CompareSpec, RunSpec, register_backend
+from .backend import CompareSpec, LinesSpec, RunSpec, register_backend
 from .datasets import Record
 from .ray_connect import DEFAULT_TIMEOUT, OBJECT_STORE_BYTES, connect_ray, filter_stderr
 from .rundir import RecordSink
-from .scoring import ImageResult, ScoreTask, score_photo
+from .scoring import ScoreTask, score_photo
 from .stages import MethodScores, fit_record_boxes, map_tasks, score_methods
 
 __all__ = ["ACTOR_CPUS", "DECODE_CPUS", "OBJECT_STORE_BYTES", "SCORE_CPUS", "RayBackend",
@@ -134,13 +134,15 @@ def _rows(keys: Sequence[str], items: Sequence[bytes]) -> dict:
     return {"key": np.array(keys, dtype=object), "item": np.array(items, dtype=object)}
 
 
-def decode_batch(batch: dict) -> dict:
+def decode_batch(batch: dict, need_boxes: bool = True) -> dict:
     """Stage 1 (CPU task): read and decode each photo, clip its boxes to it.
 
     In: ``("record", record, hash)``. Out: ``("photo", record, hash, uint8 array, boxes,
-    notes)`` or ``("failed", key, hash, reason, notes)``.
+    notes)`` or ``("failed", key, hash, reason, notes)`` (also, with ``need_boxes``, for a
+    photo none of whose boxes lies on it).
     """
     from ..images import ImageLoadError, open_photo
+    from .metrics import fit_boxes
 
     out = []
     for raw in batch["item"]:
@@ -150,7 +152,10 @@ def decode_batch(batch: dict) -> dict:
         except (ImageLoadError, TypeError, OSError) as e:
             out.append(_pack("failed", r.key, h, str(e).removeprefix(f"{r.path}: "), []))
             continue
-        boxes, notes, why = fit_record_boxes(r, photo)
+        if need_boxes:
+            boxes, notes, why = fit_record_boxes(r, photo)
+        else:
+            (boxes, notes), why = fit_boxes(r.boxes, photo.width, photo.height), ""
         out.append(_pack("failed", r.key, h, why, []) if why
                    else _pack("photo", r, h, np.asarray(photo), boxes, notes))
     return _rows(list(batch["key"]), out)
@@ -171,6 +176,43 @@ class _ModelActor:
             self.model.module.to("cuda")
 
 
+def _photos_of(batch: dict) -> tuple[list, list, list, list, list, dict, dict]:
+    """A model actor's input: ``(keys, out, records, photos, boxes, hashes, notes)`` where
+    ``keys`` / ``out`` already hold the rows that failed upstream (passed on as they are)."""
+    from PIL import Image
+
+    keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
+    for key, raw in zip(batch["key"], batch["item"]):
+        item = pickle.loads(raw)
+        if item[0] != "photo":
+            keys.append(key)
+            out.append(raw)
+            continue
+        _, r, h, array, b, n = item
+        items.append(r)
+        photos.append(Image.fromarray(array))
+        boxes.append(b)
+        hashes[r.key], notes[r.key] = h, n
+    return keys, out, items, photos, boxes, hashes, notes
+
+
+def _actor_batch(batch: dict, produce: Callable) -> dict:
+    """A model actor's batch: stage 1's photos through ``produce(records, photos, boxes,
+    hashes, fail)``, which gives ``(key, kind, payload)`` per photo done; out, ``(kind,
+    payload, notes)`` rows, the failures (upstream or ``fail``'s) passed on."""
+    keys, out, items, photos, boxes, hashes, notes = _photos_of(batch)
+
+    def fail(r: Record, reason: str) -> None:
+        keys.append(r.key)
+        out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
+
+    if items:
+        for key, kind, payload in list(produce(items, photos, boxes, hashes, fail)):
+            keys.append(key)
+            out.append(_pack(kind, payload, notes[key]))
+    return _rows(keys, out)
+
+
 class MapActor(_ModelActor):
     """Stage 2 (actor): the model, loaded once per actor; the maps of a batch of photos.
 
@@ -183,31 +225,27 @@ class MapActor(_ModelActor):
         self.recipe, self.method, self.seed, self.batch_size = recipe, method, seed, batch_size
 
     def __call__(self, batch: dict) -> dict:
-        from PIL import Image
+        return _actor_batch(batch, lambda items, photos, boxes, hashes, fail: (
+            (r.key, "task", task) for r, task in map_tasks(
+                self.model, items, photos, boxes, self.recipe, self.method, hashes, self.seed,
+                self.batch_size, fail)))
 
-        keys, out, items, photos, boxes, hashes, notes = [], [], [], [], [], {}, {}
-        for key, raw in zip(batch["key"], batch["item"]):
-            item = pickle.loads(raw)
-            if item[0] != "photo":
-                keys.append(key)
-                out.append(raw)
-                continue
-            _, r, h, array, b, n = item
-            items.append(r)
-            photos.append(Image.fromarray(array))
-            boxes.append(b)
-            hashes[r.key], notes[r.key] = h, n
 
-        def fail(r: Record, reason: str) -> None:
-            keys.append(r.key)
-            out.append(_pack("failed", r.key, hashes[r.key], reason, notes[r.key]))
+class LinesActor(_ModelActor):
+    """A model actor of :func:`run_lines`: the caller's stage on a batch of photos.
 
-        if items:
-            for r, task in map_tasks(self.model, items, photos, boxes, self.recipe,
-                                     self.method, hashes, self.seed, self.batch_size, fail):
-                keys.append(r.key)
-                out.append(_pack("task", task, notes[r.key]))
-        return _rows(keys, out)
+    In: stage 1's rows. Out: ``("result", row, notes)`` or ``("failed", ...)``.
+    """
+
+    def __init__(self, model_ref: list, stage,
+                 sizing: tuple[float | None, int, int]) -> None:
+        super().__init__(model_ref, sizing)
+        self.stage = stage
+
+    def __call__(self, batch: dict) -> dict:
+        return _actor_batch(batch, lambda items, photos, boxes, hashes, fail: (
+            (row.key, "result", row)
+            for row in self.stage(self.model, items, photos, boxes, hashes, fail)))
 
 
 def score_batch(batch: dict) -> dict:
@@ -293,22 +331,48 @@ def build_dataset(spec: RunSpec, todo: Sequence[Record]):
 NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
 
 
+def _drain(ds, sink: RecordSink, warn: Callable[[object, str], None]) -> None:
+    """Hand every row the pipeline ``ds`` gives to ``sink`` (its notes to ``warn``)."""
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        for raw in batch["item"]:
+            item = pickle.loads(raw)
+            key = item[1].key if item[0] == "result" else item[1]
+            for note in item[-1]:
+                warn(sink.paths.get(key, key), note)
+            if item[0] == "result":
+                sink.result(item[1])
+            else:
+                sink.failure(item[1], item[2], item[3])
+
+
 def run_ray(spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
     """Evaluate ``todo`` through the Ray Data pipeline; every line goes to ``sink``."""
-    warn = spec.warn
     with ray_session(spec.address, spec.ray_timeout), filter_stderr(NOISE):
-        ds = build_dataset(spec, todo)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            for raw in batch["item"]:
-                item = pickle.loads(raw)
-                key = item[1].key if item[0] == "result" else item[1]
-                for note in item[-1]:
-                    warn(sink.paths.get(key, key), note)
-                if item[0] == "result":
-                    row: ImageResult = item[1]
-                    sink.result(row)
-                else:
-                    sink.failure(item[1], item[2], item[3])
+        _drain(build_dataset(spec, todo), sink, spec.warn)
+
+
+def run_lines(spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+    """One line per photo by ``spec.stage``: decoding in CPU tasks, the stage in a pool of
+    ``spec.workers`` model actors (sized per node as :func:`build_dataset`'s); every line goes
+    to ``sink``."""
+    import ray
+    import ray.data
+
+    with ray_session(spec.address, spec.ray_timeout), filter_stderr(NOISE):
+        _quiet_context()
+        workers = max(1, spec.workers)
+        ds = ray.data.from_items(
+            [{"key": r.key, "item": _pack("record", r, spec.hashes[r.key])} for r in todo],
+            override_num_blocks=max(1, -(-len(todo) // spec.batch_size)))
+        ds = ds.map_batches(decode_batch, batch_size=spec.batch_size, num_cpus=DECODE_CPUS,
+                            fn_kwargs={"need_boxes": False})
+        ds = ds.map_batches(
+            LinesActor, batch_size=spec.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"model_ref": [ray.put(spec.model)], "stage": spec.stage,
+                                   "sizing": (spec.actor_cpus, workers, 1)},
+            **actor_resources(spec.actor_cpus, spec.actor_gpus))
+        _drain(ds, sink, spec.warn)
 
 
 class CompareActor(_ModelActor):
@@ -381,6 +445,10 @@ class RayBackend:
     def localize(self, spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
         """See :func:`run_ray`."""
         run_ray(spec, todo, sink)
+
+    def lines(self, spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """See :func:`run_lines`."""
+        run_lines(spec, todo, sink)
 
     def compare(self, model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
                 on_batch: Callable[[int], None] | None,

@@ -122,8 +122,10 @@ def read_json_lines(path: Path) -> list[dict]:
     return rows
 
 
-def read_done(path: Path) -> list[ImageResult | dict]:
-    """The lines of ``per_image.jsonl``: records, or :func:`failure_record` dicts; a torn last
+def read_done(path: Path, parse: Callable[[dict], object] = ImageResult.from_json
+              ) -> list[ImageResult | dict]:
+    """The lines of ``per_image.jsonl``: records (``parse`` of a line: an
+    :class:`.scoring.ImageResult` by default), or :func:`failure_record` dicts; a torn last
     line (interrupted write) is cut off.
 
     Raises:
@@ -135,7 +137,7 @@ def read_done(path: Path) -> list[ImageResult | dict]:
             if "error" in d:
                 rows.append(failure_record(str(d["key"]), str(d["record_hash"]), str(d["error"])))
             else:
-                rows.append(ImageResult.from_json(d))
+                rows.append(parse(d))
         except (ValueError, TypeError, KeyError):
             raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
                                    "deepinside; use another --out or delete it") from None

@@ -56,6 +56,7 @@ __all__ = [
     "run_config",
     "run_localization",
     "start_workers",
+    "stream_run",
     "weights_hash",
     "write_summary",
 ]
@@ -156,22 +157,6 @@ def run_localization(
 def _run(where: Backend, spec: RunSpec, records: Sequence[Record], out: Path,
          show_progress: bool, on_problem: Callable[[str, str], None] | None,
          on_warning: Callable[[str, str], None] | None, retry_failed: bool) -> dict:
-    from tqdm import tqdm
-
-    lines_path = out / PER_IMAGE
-    old = read_done(lines_path)
-    if retry_failed:
-        old = drop_failures(lines_path, old)
-    done = {row_key(r): r for r in old}
-    hashes = spec.hashes
-    changed = [k for k, h in hashes.items() if k in done and row_hash(done[k]) != h]
-    if changed:
-        raise RunMismatchError(
-            f"{out} holds results for {len(changed)} of these photos with other annotations "
-            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
-    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc="localize",
-               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
-
     def warn(path: object, note: str) -> None:
         if on_warning is not None:
             on_warning(str(path), note)
@@ -179,16 +164,52 @@ def _run(where: Backend, spec: RunSpec, records: Sequence[Record], out: Path,
             warnings.warn(f"{path}: {note}", stacklevel=3)
 
     spec.warn = warn
+    rows = stream_run(spec.model, records, out, spec.hashes,
+                      lambda todo, sink: where.localize(spec, todo, sink), desc="localize",
+                      show_progress=show_progress, on_problem=on_problem,
+                      retry_failed=retry_failed)
+    return write_summary(out, rows)
+
+
+def stream_run(model, records: Sequence[Record], out: Path, hashes: dict[str, str],
+               run: Callable[[list[Record], RecordSink], None], *, desc: str,
+               parse: Callable[[dict], object] | None = None, show_progress: bool = True,
+               on_problem: Callable[[str, str], None] | None = None,
+               retry_failed: bool = False) -> list:
+    """The streaming part of a run into ``out`` (locked and its config checked by the caller):
+    the lines already in ``out/per_image.jsonl`` (:func:`.rundir.read_done` with ``parse``),
+    then ``run(todo, sink)`` on the records still to do, every new line through one
+    :class:`.rundir.RecordSink` (a progress bar ``desc`` counts them).
+
+    Returns:
+        The lines of ``records`` (records and failure dicts): those read, then the new ones.
+
+    Raises:
+        RunMismatchError: a line there has other annotations than its record now.
+    """
+    from tqdm import tqdm
+
+    lines_path = out / PER_IMAGE
+    old = read_done(lines_path) if parse is None else read_done(lines_path, parse)
+    if retry_failed:
+        old = drop_failures(lines_path, old)
+    done = {row_key(r): r for r in old}
+    changed = [k for k, h in hashes.items() if k in done and row_hash(done[k]) != h]
+    if changed:
+        raise RunMismatchError(
+            f"{out} holds results for {len(changed)} of these photos with other annotations "
+            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
+    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc=desc,
+               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
     try:
         with lines_path.open("a", encoding="utf-8") as f:
             sink = RecordSink(f, bar, {r.key: r.path for r in records}, on_problem)
-            todo = _todo(spec.model, records, hashes, done, sink, on_problem)
+            todo = _todo(model, records, hashes, done, sink, on_problem)
             if todo:
-                where.localize(spec, todo, sink)
+                run(todo, sink)
     finally:
         bar.close()
-    rows = [done[k] for k in hashes if k in done] + sink.results + sink.failures
-    return write_summary(out, rows)
+    return [done[k] for k in hashes if k in done] + sink.results + sink.failures
 
 
 def _todo(model, records: Sequence[Record], hashes: dict[str, str], done: dict,
