@@ -197,9 +197,14 @@ def _tcp_probe(host: str, port: int, timeout: float, where: str, grpc: bool = Fa
 
 def _gcs_probe(gcs: str) -> str:
     """``""`` if the GCS at ``gcs`` lets this process in and runs its versions; else why not
-    (one line). Blocks until Ray's GCS client answers or gives up."""
+    (one line). Blocks until Ray's GCS client answers or gives up. (Ray's internal client:
+    where a Ray version lacks it, ``ray.init`` alone decides.)"""
     import ray
-    from ray._raylet import GcsClient
+
+    try:
+        from ray._raylet import GcsClient
+    except ImportError:
+        return ""
 
     try:
         client = GcsClient(address=gcs)
@@ -231,10 +236,14 @@ def _gcs_probe(gcs: str) -> str:
 
 def _gcs_address(address: str, where: str) -> str:
     """``HOST:PORT`` of a cluster address (``auto`` resolved as Ray resolves it)."""
-    from ray._private import services
-
     try:
-        gcs = services.canonicalize_bootstrap_address(address)
+        from ray._private import services
+
+        resolve = services.canonicalize_bootstrap_address
+    except (ImportError, AttributeError):  # Ray's internals moved: take the address as given
+        return address
+    try:
+        gcs = resolve(address)
     except ConnectionError:
         raise RayConnectError(
             f"cannot join the Ray cluster at {where}: no running Ray found on this machine "
