@@ -189,6 +189,26 @@ class Exploding(nn.Module):
         self.inner(x)
         raise RuntimeError("boom half-way")
 
+class BiasFreeNet(nn.Module):
+    """conv - act - maxpool - conv - act - average pool - linear, no biases, on 3 x 16 x 16:
+    LRP-epsilon conserves its relevance."""
+
+    def __init__(self, act: str = "relu_module", classes: int = 4):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.act = act
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(8 * 2 * 2, classes, bias=False)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+    def forward(self, x):
+        a = F.max_pool2d(activation(self.act, self.conv1(x)), 2)
+        return self.fc(self.pool(activation(self.act, self.conv2(a))).flatten(1))
+
 
 class PixelSegmenter(nn.Module):
     """A toy segmenter: ``{"out": Tensor[B, K, H, W]}`` where each pixel's logits depend only on
@@ -215,3 +235,25 @@ class Unreadable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> str:
         return "nothing to see"
+
+
+class CornerNet(nn.Module):
+    """logit 0 = mean of the bottom-right quarter of the input (all channels), logit 1 = mean
+    of its centre quarter: the model of a class that reads a corner, and of one that reads the
+    object in the middle. Linear, so an erased region's effect is known exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        corner = x[:, :, h // 2:, w // 2:].mean(dim=(1, 2, 3))
+        centre = x[:, :, h // 4: h - h // 4, w // 4: w - w // 4].mean(dim=(1, 2, 3))
+        return torch.stack([corner, centre], dim=1) * self.scale
+
+
+def corner_classifier() -> Classifier:
+    """:class:`CornerNet` on 32 x 32 inputs, classes ``corner`` and ``centre``."""
+    return Classifier(CornerNet().eval(), Preprocessing(input_size=(32, 32), resize_size=32),
+                      ["corner", "centre"], name="corner")

@@ -51,7 +51,8 @@ def test_saliency_writes_outputs_and_reports_bad_inputs(photos, tmp_path, capsys
     for stem, (h, w) in {"cat": (300, 451), "coffee": (100, 150)}.items():
         m = np.load(out / f"{stem}_saliency.npy")
         assert m.dtype == np.float32 and m.shape == (h, w) and (m >= 0).all() and m.max() > 0
-        assert Image.open(out / f"{stem}_saliency.png").size == (w, h)
+        pw, ph = Image.open(out / f"{stem}_saliency.png").size
+        assert ph == h and pw > w  # the map, then its colour bar
         assert Image.open(out / f"{stem}_overlay.png").size == (w, h)
     # A second run refuses to overwrite, unless asked.
     before = (out / "cat_saliency.npy").stat().st_mtime_ns
@@ -63,6 +64,23 @@ def test_saliency_writes_outputs_and_reports_bad_inputs(photos, tmp_path, capsys
                "--overwrite"])
     assert rc == 0
     assert not np.array_equal(np.load(out / "cat_saliency.npy"), old_map)  # lemon, not cat
+
+
+def test_saliency_keeps_the_sign_of_signed_methods(photos, tmp_path):
+    out = tmp_path / "signed"
+    cat = str(photos / "cat.jpg")
+    assert main(["saliency", cat, "--method", "gradient_x_input", "--out", str(out)]) == 0
+    m = np.load(out / "cat_saliency.npy")
+    assert (m < 0).any() and (m > 0).any()  # auto: a signed method is drawn with its sign
+    png = np.asarray(Image.open(out / "cat_saliency.png").convert("RGB"))[:, : m.shape[1]]
+    # red (for) where the map is strongly positive, blue (against) where strongly negative
+    hi, lo = m > np.percentile(m, 99.9), m < np.percentile(m, 0.1)
+    assert png[hi][:, 0].mean() > png[hi][:, 2].mean()
+    assert png[lo][:, 2].mean() > png[lo][:, 0].mean()
+    out2 = tmp_path / "absolute"
+    assert main(["saliency", cat, str(photos / "coffee.png"), "--method", "gradient_x_input",
+                 "--sign", "absolute", "--shared-scale", "--out", str(out2)]) == 0
+    assert (np.load(out2 / "cat_saliency.npy") >= 0).all()
 
 
 def test_unknown_class_and_model_are_one_line_errors(photos, capsys):

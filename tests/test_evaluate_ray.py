@@ -42,8 +42,8 @@ def _pythonpath() -> None:
 @pytest.fixture(scope="module")
 def local_ray():
     _pythonpath()
-    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=OBJECT_STORE,  # not `ray start`'s
+             include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

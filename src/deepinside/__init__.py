@@ -19,13 +19,14 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "audit": "audit",
     "ClassModelResult": "classmodel",
     "class_model": "classmodel",
     "Visualization": "classmodel",
     "top_photos": "classmodel",
     "visualize": "classmodel",
-    "deletion_insertion": "evaluate.faithfulness",
-    "randomization_test": "evaluate.faithfulness",
+    "deletion_insertion": "metrics.perturbation",
+    "randomization_test": "metrics.perturbation",
     "ImageLoadError": "images",
     "as_photos": "images",
     "expand_inputs": "images",
@@ -40,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     "Localization": "localize",
     "Recipe": "localize",
     "localize": "localize",
+    "get_metric": "metrics",
+    "list_metrics": "metrics",
+    "register_metric": "metrics",
     "get_method": "methods",
     "list_methods": "methods",
     "register_method": "methods",

@@ -69,6 +69,7 @@ __all__ = [
     "layer_replaced",
     "module_of",
     "network",
+    "shift_undone",
     "read_output",
     "trace",
 ]
@@ -603,6 +604,34 @@ def layer_replaced(
             yield logits
         finally:
             handle.remove()
+
+
+class _Unshift(nn.Module):
+    """``net(x - shift)``: the network that sees shifted inputs as the original saw them."""
+
+    def __init__(self, net: nn.Module, shift: float) -> None:
+        super().__init__()
+        self.net = net
+        self.shift = shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x - self.shift)
+
+
+def shift_undone(model: Classifier | nn.Module, shift: float) -> Classifier | nn.Module:
+    """A model that gives on ``x + shift`` what ``model`` gives on ``x`` (a wrapper around the
+    same module, ``net(x - shift)``; a Classifier keeps its classes and preprocessing).
+
+    Kindermans et al. 2019 (https://arxiv.org/abs/1711.00867) fold the shift into the first
+    layer's bias; this is what that folding computes where it is exact, for any first layer.
+    For the input-invariance metric.
+    """
+    wrapper = _Unshift(module_of(model), float(shift))
+    if isinstance(model, Classifier):
+        import dataclasses
+
+        return dataclasses.replace(model, module=wrapper)
+    return wrapper
 
 
 def _layer_hint(module: nn.Module, images: Tensor, name: str) -> str:

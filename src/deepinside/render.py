@@ -1,5 +1,14 @@
 """Every figure: heat maps, overlays, labels, boxes and masks, grids (NumPy, Pillow, Matplotlib;
-no screen needed). The command line, the demo and the evaluation draw only through here."""
+no screen needed). The command line, the demo and the evaluation draw only through here.
+
+Maps are drawn in one of four signs (Captum's ``visualize_image_attr`` sign modes):
+``"absolute"`` (magnitudes, the inferno look, 0 to the 99.5th percentile), ``"positive"`` /
+``"negative"`` (the part of that sign, as magnitudes) and ``"all"`` (a diverging colour map
+centred on 0, ``RdBu_r``: red for evidence for the class, blue against, symmetric limits at the
+99.5th percentile of ``|map|``). :func:`colourize` returns the colours with the limit used, so
+a colour bar (:func:`with_colour_bar`, or the per-panel bars of :func:`save_map_grid`) can show
+the values in the map's own units (logits for most attribution methods).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,14 @@ from PIL import Image  # noqa: E402
 
 __all__ = [
     "COLOURS",
+    "SIGNS",
+    "colour_bar",
+    "colourize",
+    "map_limit",
+    "save_map_grid",
+    "sign_part",
+    "signed_overlay",
+    "with_colour_bar",
     "draw_localizations",
     "grid_image",
     "heatmap",
@@ -208,4 +225,166 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, duration_ms: int = 
     """Write uint8 (H, W, 3) frames as a looping GIF."""
     images = [Image.fromarray(f) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- signed maps
+
+SIGNS = ("absolute", "positive", "negative", "all")
+DIVERGING = "RdBu_r"
+MAGNITUDE = "inferno"
+
+
+def sign_part(m: np.ndarray, sign: str) -> np.ndarray:
+    """The part of a map a sign mode draws: ``|m|``, ``max(m, 0)``, ``max(-m, 0)`` or ``m``.
+
+    Raises:
+        ValueError: an unknown sign.
+    """
+    m = np.nan_to_num(np.asarray(m, dtype=np.float32))
+    if sign == "absolute":
+        return np.abs(m)
+    if sign == "positive":
+        return np.clip(m, 0.0, None)
+    if sign == "negative":
+        return np.clip(-m, 0.0, None)
+    if sign == "all":
+        return m
+    raise ValueError(f"sign must be one of {', '.join(SIGNS)}, got {sign!r}")
+
+
+def map_limit(m: np.ndarray, percentile: float = 99.5) -> float:
+    """The colour scale's limit: the ``percentile`` of ``|m|`` (its maximum if that is 0; 1 for
+    an all-zero map), as :func:`normalize_map` scales magnitudes."""
+    a = np.abs(np.nan_to_num(np.asarray(m, dtype=np.float32)))
+    top = float(np.percentile(a, percentile)) if a.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        top = float(a.max()) if a.size and float(a.max()) > 0 else 1.0
+    return top
+
+
+def colourize(m: np.ndarray, sign: str = "absolute", limit: float | None = None,
+              cmap: str | None = None) -> tuple[np.ndarray, float, str]:
+    """A map as colours, uint8 (H, W, 3), with the limit and colour map used.
+
+    Args:
+        m: the map (H, W), signed or not.
+        sign: one of :data:`SIGNS`.
+        limit: the value drawn at full colour (default :func:`map_limit` of the drawn part);
+            pass the same limit to several maps for one shared scale.
+        cmap: a Matplotlib colour map (default ``RdBu_r`` for ``"all"``, else ``inferno``).
+
+    Returns:
+        ``(rgb, limit, cmap)``: the scale is ``[-limit, limit]`` for ``"all"``, else
+        ``[0, limit]``.
+    """
+    part = sign_part(m, sign)
+    limit = float(limit) if limit else map_limit(part)
+    cmap = cmap or (DIVERGING if sign == "all" else MAGNITUDE)
+    lut = _lut(cmap)
+    if sign == "all":
+        v = np.clip(part / limit, -1.0, 1.0) * 0.5 + 0.5
+    else:
+        v = np.clip(part / limit, 0.0, 1.0)
+    idx = np.minimum((v * len(lut)).astype(np.int32), len(lut) - 1)
+    return lut[idx], limit, cmap
+
+
+def signed_overlay(photo: Image.Image | np.ndarray, m: np.ndarray, sign: str = "all",
+                   limit: float | None = None, alpha: float = 0.7) -> np.ndarray:
+    """The map's colours blended over the photo in proportion to ``|part| / limit``, uint8."""
+    rgb, limit, _ = colourize(m, sign, limit)
+    w = alpha * np.clip(np.abs(sign_part(m, sign)) / limit, 0.0, 1.0)[..., None]
+    p = to_uint8(photo).astype(np.float32)
+    return (p * (1 - w) + rgb.astype(np.float32) * w + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def _label(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def colour_bar(height: int, low: float, high: float, cmap: str, width: int = 16) -> np.ndarray:
+    """A vertical colour bar from ``high`` (top) to ``low`` with five value labels, uint8."""
+    from PIL import ImageDraw, ImageFont
+
+    height = max(int(height), 40)
+    lut = _lut(cmap)
+    ramp = np.linspace(1.0, 0.0, height)
+    idx = np.minimum((ramp * len(lut)).astype(np.int32), len(lut) - 1)
+    font = ImageFont.load_default()
+    labels = [_label(low + (high - low) * f) for f in (1.0, 0.75, 0.5, 0.25, 0.0)]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = int(max(probe.textlength(t, font=font) for t in labels)) + 8
+    canvas = Image.new("RGB", (width + 6 + text_w, height), "white")
+    canvas.paste(Image.fromarray(np.repeat(lut[idx][:, None], width, axis=1)), (0, 0))
+    d = ImageDraw.Draw(canvas)
+    for f, text in zip((0.0, 0.25, 0.5, 0.75, 1.0), labels):
+        y = min(height - 11, max(0, round(f * (height - 1)) - 5))
+        d.line((width, round(f * (height - 1)), width + 4, round(f * (height - 1))),
+               fill="black")
+        d.text((width + 6, y), text, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def with_colour_bar(img: np.ndarray, low: float, high: float, cmap: str) -> np.ndarray:
+    """``img`` (uint8 H, W, 3) with a colour bar of its values on the right."""
+    bar = colour_bar(img.shape[0], low, high, cmap)
+    h = max(img.shape[0], bar.shape[0])
+    out = np.full((h, img.shape[1] + 4 + bar.shape[1], 3), 255, dtype=np.uint8)
+    out[: img.shape[0], : img.shape[1]] = img
+    out[: bar.shape[0], img.shape[1] + 4:] = bar
+    return out
+
+
+def save_map_grid(
+    path: str | Path,
+    photo: Image.Image | np.ndarray,
+    maps: Sequence[tuple[str, np.ndarray, str]],
+    *,
+    shared_scale: bool = False,
+    columns: int = 5,
+    title: str | None = None,
+    cell: float = 2.6,
+) -> Path:
+    """Many maps of one photo in a grid a person can read, each with its colour bar.
+
+    Args:
+        path: the PNG to write.
+        photo: the photo (drawn in the first cell).
+        maps: ``(title, map (H, W), sign)`` per panel; the map is blended over the photo
+            (:func:`signed_overlay`).
+        shared_scale: one limit for every panel of the same sign kind (``"all"`` or not): the
+            largest of their limits; else each panel has its own.
+        columns: panels per row.
+        title: a title for the figure.
+        cell: inches per panel.
+    """
+    limits = [map_limit(sign_part(m, s)) for _, m, s in maps]
+    if shared_scale:
+        top = {kind: max([lim for lim, (_, _, s) in zip(limits, maps) if (s == "all") == kind],
+                         default=1.0) for kind in (True, False)}
+        limits = [top[s == "all"] for _, _, s in maps]
+    n = len(maps) + 1
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols * 1.2, cell * rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0][0].imshow(to_uint8(photo))
+    axes[0][0].set_title("photo", fontsize=9)
+    for i, ((name, m, sign), limit) in enumerate(zip(maps, limits), start=1):
+        ax = axes[i // cols][i % cols]
+        _, limit, cmap = colourize(m, sign, limit)
+        ax.imshow(signed_overlay(photo, m, sign, limit))
+        ax.set_title(name if sign == "absolute" else f"{name} ({sign})", fontsize=9)
+        low = -limit if sign == "all" else 0.0
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(low, limit))
+        bar = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return Path(path)

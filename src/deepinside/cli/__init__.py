@@ -19,8 +19,8 @@ from .common import CLIError
 
 __all__ = ["COMMANDS", "build_parser", "command_modules", "main"]
 
-COMMANDS = ("classify", "saliency", "localize", "classmodel", "visualize", "evaluate", "methods",
-            "models", "paper", "serve", "demo")
+COMMANDS = ("classify", "saliency", "localize", "classmodel", "visualize", "evaluate", "audit",
+            "methods", "models", "paper", "serve", "demo")
 
 
 def command_modules() -> list[ModuleType]:

@@ -92,6 +92,41 @@ def add_batch_size(p: argparse.ArgumentParser, default: int = 16) -> None:
                    help=f"photos per pass (default {default})")
 
 
+def add_sign_args(p: argparse.ArgumentParser) -> None:
+    """``--sign`` and ``--shared-scale``: how maps are drawn."""
+    p.add_argument("--sign", choices=("auto", "absolute", "positive", "negative", "all"),
+                   default="auto",
+                   help="draw |map|, its positive or negative part, or all of it on a diverging "
+                        "colour map centred on 0 (default auto: all for signed methods such as "
+                        "integrated_gradients or lrp, absolute for the others)")
+    p.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale for every map drawn (default: one per map)")
+
+
+def sign_of(method: str, sign: str) -> str:
+    """``sign``, or for ``auto`` ``all`` if the method is signed (``MethodInfo.signed``) and
+    ``absolute`` if not."""
+    from ..methods import list_methods
+
+    if sign != "auto":
+        return sign
+    return "all" if list_methods()[method].signed else "absolute"
+
+
+def signed_options(method: str, sign: str) -> dict:
+    """The options that keep a signed method's sign when it is drawn in ``sign``.
+
+    ``{"reduce": "sum"}`` for a signed method with a ``reduce`` option (its default, e.g.
+    ``"sum_abs"``, may drop the sign) drawn in any sign but ``"absolute"``; else nothing.
+    """
+    from ..methods import list_methods
+
+    info = list_methods()[method]
+    if sign != "absolute" and info.signed and "reduce" in info.request_params():
+        return {"reduce": "sum"}
+    return {}
+
+
 # ----------------------------------------------------------------------------- model, names
 
 

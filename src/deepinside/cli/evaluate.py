@@ -59,25 +59,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_compare(esub)
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+_nonnegative_float.__name__ = "float"
+RAY_ONLY = ("ray_address", "ray_timeout", "actor_cpus", "actor_gpus")
+
+
 def add_backend_args(p: argparse.ArgumentParser) -> None:
-    """``--backend local|ray`` and ``--ray-address``."""
+    """``--backend local|ray`` and the Ray backend's options (see docs/scale.md)."""
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local: this process and its workers (default); ray: a Ray Data "
                         "pipeline (pip install 'deepinside[ray]'; see docs/scale.md)")
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="with --backend ray: join this cluster ('auto', 'ray://host:10001'); "
-                        "default: a local Ray on this machine's cores")
+                   help="with --backend ray: join this cluster: HEAD:6379, 'auto' (as Ray "
+                        "means it: RAY_ADDRESS, else the cluster `ray start` started on this "
+                        "machine) or 'ray://HEAD:10001'; default: RAY_ADDRESS if set, else a "
+                        "local Ray on this machine's cores")
+    p.add_argument("--ray-timeout", type=_nonnegative_float, default=None, metavar="SECONDS",
+                   help="with --backend ray: give up joining the cluster after this long, "
+                        "with a one-line error (default 30)")
+    p.add_argument("--actor-cpus", type=_nonnegative_float, default=None, metavar="N",
+                   help="with --backend ray: CPUs each model actor asks for (default 0.5 "
+                        "without GPUs, none besides its GPU with GPUs); from 1 up also its "
+                        "torch threads (default: from its node's CPUs)")
+    p.add_argument("--actor-gpus", type=_nonnegative_float, default=None, metavar="N",
+                   help="with --backend ray: GPUs each model actor asks for (default 1 where "
+                        "the cluster has GPUs, else 0)")
 
 
 def check_backend(args: argparse.Namespace) -> None:
-    """A one-line error for ``--backend ray`` without Ray, or ``--ray-address`` without it.
+    """A one-line error for ``--backend ray`` without Ray, or a Ray option without it.
 
     Raises:
         CLIError: as above.
     """
     if args.backend != "ray":
-        if args.ray_address:
-            raise CLIError("--ray-address needs --backend ray")
+        for name in RAY_ONLY:
+            if getattr(args, name) is not None:
+                raise CLIError(f"--{name.replace('_', '-')} needs --backend ray")
         return
     from ..evaluate import get_backend
 
@@ -85,6 +112,39 @@ def check_backend(args: argparse.Namespace) -> None:
         get_backend(args.backend).check()
     except ImportError as e:
         raise CLIError(str(e)) from None
+
+
+def ray_settings(args: argparse.Namespace) -> dict:
+    """The Ray backend's keyword arguments of :func:`deepinside.evaluate.run_localization` and
+    ``compare_methods`` from the command line (none for another backend)."""
+    if args.backend != "ray":
+        return {}
+    settings = {"ray_address": args.ray_address, "actor_cpus": args.actor_cpus,
+                "actor_gpus": args.actor_gpus}
+    if args.ray_timeout is not None:
+        settings["ray_timeout"] = args.ray_timeout
+    return settings
+
+
+def connect_backend(args: argparse.Namespace) -> None:
+    """``--backend ray``: join the cluster (or start the local Ray) now, before the model
+    loads and before ``--out`` is locked, and say on stderr what it is.
+
+    Raises:
+        CLIError: the cluster cannot be joined (one line: the address and the likely cause).
+    """
+    if args.backend != "ray":
+        return
+    from ..evaluate import RayConnectError, connect_ray
+
+    settings = ray_settings(args)
+    try:
+        said = connect_ray(settings["ray_address"],
+                           **({"timeout": settings["ray_timeout"]} if "ray_timeout" in settings
+                              else {}))
+    except RayConnectError as e:
+        raise CLIError(str(e)) from None
+    Failures.say("ray", said.removeprefix("ray: "))
 
 
 def dataset_records(path: str, limit: int | None, failures: Failures) -> list:
@@ -120,6 +180,7 @@ def run_localization(args: argparse.Namespace) -> int:
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
     rec = get_recipe(args.recipe)
+    connect_backend(args)
     pool = None
     if args.backend == "local" and args.workers > 0 and rec.segment == "grabcut":
         # started before the model loads
@@ -135,7 +196,8 @@ def run_localization(args: argparse.Namespace) -> int:
                                           method=args.method, workers=args.workers,
                                           batch_size=args.batch_size, seed=args.seed,
                                           on_problem=failed, on_warning=warn, pool=pool,
-                                          backend=args.backend, ray_address=args.ray_address,
+                                          backend=args.backend,
+                                          **ray_settings(args),
                                           retry_failed=args.retry_failed)
     except (runner.RunMismatchError, runner.RunLockedError) as e:
         raise CLIError(str(e)) from None
@@ -182,8 +244,46 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--workers", "-j", type=positive_int, default=1,
                    help="with --backend ray: model actors")
+    p.add_argument("--metrics", default=None,
+                   help="score with registered metrics instead (names, families, 'cheap' or "
+                        "'all'; `python -c 'import deepinside; print(list(deepinside."
+                        "list_metrics()))'`): a resumable run into --out, with per-photo lines, "
+                        "means with 95%% intervals and the significant differences")
+    p.add_argument("--out", "-o", default="deepinside-compare",
+                   help="with --metrics: the run directory (default deepinside-compare)")
+    p.add_argument("--seed", type=int, default=0, help="with --metrics: the random metrics' seed")
     add_backend_args(p)
     p.set_defaults(func=run_compare)
+
+
+def run_compare_metrics(args: argparse.Namespace, names: list[str]) -> int:
+    """``evaluate compare --metrics``: a run into ``--out`` (see :mod:`..evaluate.metrics_run`)."""
+    from ..evaluate import runner
+    from ..evaluate.metrics_run import compare_metrics, metrics_table
+    from ..metrics import resolve_metrics
+
+    try:
+        resolve_metrics(args.metrics)
+    except KeyError as e:
+        raise CLIError(str(e).strip("'\"")) from None
+    problems = Failures()
+    records = dataset_records(args.dataset, args.limit, problems)
+    clf = model_from_args(args)
+    failures = Failures()
+    try:
+        summary = compare_metrics(clf, records, args.out, names, args.metrics,
+                                  batch_size=args.batch_size, seed=args.seed,
+                                  backend=args.backend, on_problem=failures)
+    except (runner.RunMismatchError, runner.RunLockedError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{clf.name} on {summary['n_images']} photos of {args.dataset}; maps explain the "
+              f"true class; per photo in {args.out}/per_image.jsonl")
+        print(metrics_table(summary))
+    return 1 if failures or problems else 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -200,10 +300,14 @@ def run_compare(args: argparse.Namespace) -> int:
         raise CLIError("--methods is empty")
     for n in names:
         lookup(get_method, n)
+    if args.metrics is not None:
+        check_backend(args)
+        return run_compare_metrics(args, names)
     lookup(get_recipe, args.recipe)
     check_backend(args)
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
+    connect_backend(args)
     clf = model_from_args(args)
     failures = Failures()
 
@@ -214,7 +318,7 @@ def run_compare(args: argparse.Namespace) -> int:
                                randomization=not args.no_randomization,
                                on_batch=bar.update, on_failure=failures,
                                backend=args.backend, workers=args.workers,
-                               ray_address=args.ray_address)
+                               **ray_settings(args))
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

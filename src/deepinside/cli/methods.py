@@ -39,33 +39,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo(ctx) -> list[Path]:
-    """One photo, every method side by side (``methods.png``)."""
-    import numpy as np
+def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
+    """One photo, every method in a grid with colour bars (``methods.png``).
 
+    Signed methods are drawn on a diverging colour map centred on 0 (``sign="auto"``), the
+    others as magnitudes; each panel has its own scale unless ``shared_scale``.
+    """
     from ..methods import list_methods, method_names
     from ..photomaps import photo_maps
-    from ..render import heatmap, overlay, save_figure
+    from ..render import save_map_grid
+    from .common import sign_of, signed_options
 
     name, photo = ctx.photos[0]
-    row_maps, row_overlays, titles = [], [], []
-    target = None
     infos = list_methods()
     names = method_names()
+    panels = []
+    target = None
     for m in names:
-        options = {**infos[m].demo, **DEMO_OPTIONS.get(m, {})}
+        s = sign_of(m, sign)
+        options = {**infos[m].demo, **DEMO_OPTIONS.get(m, {}), **signed_options(m, s)}
         maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m, **options)
         target = int(t[0])
-        mp = np.clip(maps[0], 0, None) if infos[m].signed else maps[0]
-        row_maps.append(heatmap(mp))
-        row_overlays.append(overlay(photo, mp))
-        titles.append(m)
+        panels.append((m, maps[0], s))
     label = ctx.classifier.short_name(target)
-    path = save_figure([row_maps, row_overlays], ctx.out / "methods.png",
-                       [titles, [f"{t}: {label}" for t in titles]])
+    path = save_map_grid(ctx.out / "methods.png", photo, panels, shared_scale=shared_scale,
+                         title=f"{name}: every method explains {label!r}")
     lighter = "; ".join(f"{m} with " + ", ".join(f"{k}={v}" for k, v in infos[m].demo.items())
                         for m in names if infos[m].demo)
     ctx.notes.append(f"methods.png: {name} explained by {len(names)} methods "
-                     f"(`deepinside methods` lists them; {lighter})")
+                     f"(`deepinside methods` lists them; signed maps red for, blue against the "
+                     f"class; {lighter})")
     return [path]
-

@@ -10,6 +10,7 @@ from .common import (
     Failures,
     add_batch_size,
     add_model_args,
+    add_sign_args,
     add_target_arg,
     claim_batch,
     count_done,
@@ -19,6 +20,8 @@ from .common import (
     output_dir,
     photo_batches,
     progress,
+    sign_of,
+    signed_options,
     target_from_args,
 )
 
@@ -39,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write maps and overlays at most PX pixels on their longer side "
                         "(default 0: at each photo's own size)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_sign_args(p)
     p.set_defaults(func=run)
 
 
@@ -59,22 +63,38 @@ def shrink(photo, max_side: int):
     return photo.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
 
 
+def draw(photo, m, label: str, png: Path, ovl: Path, sign: str,
+         limit: float | None = None) -> None:
+    """The map's PNG (with a colour bar of its values) and its overlay on the photo."""
+    import numpy as np
+
+    from ..render import colourize, label_image, overlay, save_png, signed_overlay, with_colour_bar
+
+    todays_look = sign == "absolute" and limit is None
+    rgb, limit, cmap = colourize(m, sign, limit)
+    save_png(with_colour_bar(rgb, -limit if sign == "all" else 0.0, limit, cmap), png)
+    blend = overlay(photo, np.abs(m)) if todays_look else signed_overlay(photo, m, sign, limit)
+    save_png(label_image(blend, label), ovl)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from torch import Tensor
 
     from ..methods import get_method
     from ..photomaps import photo_maps
-    from ..render import heatmap, label_image, overlay, save_png
     from ..targets import is_top_k
 
     method = lookup(get_method, args.method)
+    sign = sign_of(args.method, args.sign)
+    options = signed_options(args.method, sign)  # keep the sign where the method has one
     out = output_dir(args.out)
     clf = model_from_args(args)
     target = target_from_args(clf, args.target)
     k = min(is_top_k(target) or 1, len(clf.class_names))
     failures = Failures()
     taken: dict[Path, Path] = {}
+    written: list = []
     total, batches = photo_batches(args.images, args.batch_size, failures)
     with progress(total, "saliency") as bar:
         for batch in batches:
@@ -85,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                     keep = [(path, shrink(photo, args.max_side)) for path, photo in keep]
                 photos = [p for _, p in keep]
                 maps, targets, _ = photo_maps(clf, photos, target, method=method,
-                                              batch_size=len(photos))
+                                              batch_size=len(photos), **options)
                 labels = ([[clf.short_name(c) for c in row] for row in targets.reshape(
                     len(keep), -1).tolist()] if isinstance(targets, Tensor)
                           else [[args.target]] * len(keep))  # a sum of classes: as written
@@ -94,11 +114,18 @@ def run(args: argparse.Namespace) -> int:
                     try:
                         for j, m in enumerate(ms if ms.ndim == 3 else [ms]):
                             png, ovl, npy = files[3 * j : 3 * j + 3]
-                            save_png(heatmap(m), png)
-                            save_png(label_image(overlay(photo, m), names[j]), ovl)
-                            np.save(npy, m.astype(np.float32, copy=False))
+                            np.save(npy, m.astype(np.float32, copy=False))  # with its sign
+                            draw(photo, m, names[j], png, ovl, sign)
+                            if args.shared_scale:
+                                written.append((photo, names[j], png, ovl, npy))
                     except OSError as e:
                         failures(path, f"cannot write {e.filename or out}: {e.strerror or e}")
             bar.update(len(batch.items) + batch.failed)
+    if written:  # again, at the largest limit of the run
+        from ..render import map_limit, sign_part
+
+        limit = max(map_limit(sign_part(np.load(w[4]), sign)) for w in written)
+        for photo, label, png, ovl, npy in written:
+            draw(photo, np.load(npy), label, png, ovl, sign, limit)
     print(f"wrote maps for {count_done(taken)} of {total} images to {out}", file=sys.stderr)
     return 1 if failures or not total else 0

@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "Backend": "backend",
     "CompareSpec": "backend",
     "RunSpec": "backend",
+    "RayConnectError": "ray_connect",
+    "connect_ray": "ray_connect",
 }
 
 __all__ = sorted(_EXPORTS)

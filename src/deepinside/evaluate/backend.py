@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .ray_connect import DEFAULT_TIMEOUT
 from .stages import CompareSpec
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from .rundir import RecordSink
     from .stages import MethodScores
 
-__all__ = ["BACKENDS", "Backend", "CompareSpec", "RunSpec", "get_backend", "register_backend"]
+__all__ = ["BACKENDS", "Backend", "CompareSpec", "LinesSpec", "RunSpec", "get_backend",
+           "register_backend"]
 
 
 @dataclass
@@ -41,7 +43,13 @@ class RunSpec:
         workers: ``local``: GrabCut worker processes; ``ray``: model actors.
         warn: ``warn(photo, note)`` for a box clipped to its photo or ignored.
         pool: ``local``: GrabCut workers already started (:func:`.local_backend.start_workers`).
-        address: ``ray``: the cluster to join (``None``: the Ray of this process, or a new one).
+        address: ``ray``: the cluster to join (``None``: the Ray of this process, else
+            ``RAY_ADDRESS``, else a new local one; :mod:`.ray_connect`).
+        ray_timeout: ``ray``: seconds to reach and join the cluster before a one-line error.
+        actor_cpus: ``ray``: CPUs each model actor asks for (default 0.5 without GPUs, none
+            besides its GPU with them); from 1 up, also its torch threads.
+        actor_gpus: ``ray``: GPUs each model actor asks for (default 1 where the cluster has
+            GPUs, else 0).
     """
 
     model: Any
@@ -54,6 +62,40 @@ class RunSpec:
     warn: Callable[[object, str], None] = field(default=lambda path, note: None)
     pool: ProcessPoolExecutor | None = None
     address: str | None = None
+    ray_timeout: float = DEFAULT_TIMEOUT
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
+
+
+@dataclass
+class LinesSpec:
+    """What a backend needs to turn each photo into one line by a stage of its caller's (the
+    audit's lines, :func:`deepinside.audit.analysis.audit_batch`).
+
+    Attributes:
+        model: the :class:`deepinside.Classifier`.
+        stage: ``stage(model, records, photos, boxes, hashes, fail) -> rows`` on a batch of
+            decoded photos (their boxes clipped to them, possibly none), on the model's device;
+            ``fail(record, reason)`` for a photo it cannot do; each row has ``to_json()``. A
+            module-level function or a ``functools.partial`` of one (Ray pickles it).
+        hashes: each record's :func:`.rundir.record_hash`, by key.
+        batch_size: photos per batch.
+        workers: ``ray``: model actors.
+        warn: ``warn(photo, note)`` for a box clipped to its photo or ignored.
+        address: ``ray``: the cluster to join.
+        ray_timeout, actor_cpus, actor_gpus: ``ray``: as :class:`RunSpec`'s.
+    """
+
+    model: Any
+    stage: Callable[..., list]
+    hashes: dict[str, str]
+    batch_size: int = 16
+    workers: int = 1
+    warn: Callable[[object, str], None] = field(default=lambda path, note: None)
+    address: str | None = None
+    ray_timeout: float = DEFAULT_TIMEOUT
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
 
 
 class Backend(Protocol):
@@ -66,6 +108,9 @@ class Backend(Protocol):
 
     def localize(self, spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
         """Evaluate ``todo``; every photo's line (record or failure) goes to ``sink``."""
+
+    def lines(self, spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """One line per photo of ``todo`` by ``spec.stage``; each goes to ``sink``."""
 
     def compare(self, model: Any, records: Sequence, methods: Sequence[str], spec: CompareSpec,
                 on_batch: Callable[[int], None] | None,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from ..models import Classifier
 from . import local_backend, ray_backend  # noqa: F401 - each registers its backend
 from .backend import CompareSpec, get_backend
+from .ray_connect import DEFAULT_TIMEOUT
 from .stages import MethodScores
 
 __all__ = ["MethodScores", "compare_methods"]
@@ -39,6 +40,9 @@ def compare_methods(
     backend: str = "local",
     workers: int = 1,
     ray_address: str | None = None,
+    ray_timeout: float = DEFAULT_TIMEOUT,
+    actor_cpus: float | None = None,
+    actor_gpus: float | None = None,
 ) -> list[MethodScores]:
     """Score each method on the records (see the module docstring for the columns).
 
@@ -63,7 +67,8 @@ def compare_methods(
             ``workers`` model actors (:func:`.ray_backend.compare_ray`), on the cluster at
             ``ray_address`` or a local Ray; any backend registered in :mod:`.backend`.
         workers: ``ray`` only: the model actors.
-        ray_address: ``ray`` only: see :func:`.runner.run_localization`.
+        ray_address, ray_timeout, actor_cpus, actor_gpus: ``ray`` only: see
+            :func:`.runner.run_localization`.
 
     Returns:
         One :class:`MethodScores` per method, in the order given.
@@ -72,5 +77,6 @@ def compare_methods(
     where.check()
     spec = CompareSpec(batch_size=batch_size, steps=steps, recipe=recipe, smooth=smooth,
                        deletion=deletion, randomization=randomization, workers=workers,
-                       address=ray_address)
+                       address=ray_address, ray_timeout=ray_timeout, actor_cpus=actor_cpus,
+                       actor_gpus=actor_gpus)
     return where.compare(model, records, methods, spec, on_batch, on_failure)

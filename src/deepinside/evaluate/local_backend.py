@@ -22,13 +22,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import torch
 
 from ..images import iter_photo_batches
-from .backend import CompareSpec, RunSpec, register_backend
+from .backend import CompareSpec, LinesSpec, RunSpec, register_backend
 from .datasets import Record
+from .metrics import fit_boxes
 from .rundir import RecordSink
 from .scoring import ImageResult, init_worker, score_photo
 from .stages import MethodScores, fit_record_boxes, map_tasks, score_methods
 
-__all__ = ["MP_CONTEXT", "LocalBackend", "localize", "start_workers"]
+__all__ = ["MP_CONTEXT", "LocalBackend", "lines", "localize", "start_workers"]
 
 MP_CONTEXT = "spawn"
 
@@ -125,6 +126,28 @@ def localize(spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def lines(spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+    """One line per photo of ``todo`` by ``spec.stage``, in this process."""
+    by_path = {str(r.path): r for r in todo}
+
+    def fail(r: Record, reason: str) -> None:
+        sink.failure(r.key, spec.hashes[r.key], reason)
+
+    for batch in iter_photo_batches(todo, spec.batch_size,
+                                    lambda src, why: fail(by_path[str(src)], why),
+                                    source=lambda r: r.path):
+        boxes = []
+        for r, photo in zip(batch.items, batch.photos):
+            kept, notes = fit_boxes(r.boxes, photo.width, photo.height)
+            for note in notes:
+                spec.warn(r.path, note)
+            boxes.append(kept)
+        if batch.items:
+            for row in spec.stage(spec.model, batch.items, batch.photos, boxes, spec.hashes,
+                                  fail):
+                sink.result(row)
+
+
 class LocalBackend:
     """``backend="local"``: this process (and its GrabCut workers)."""
 
@@ -136,6 +159,10 @@ class LocalBackend:
     def localize(self, spec: RunSpec, todo: Sequence[Record], sink: RecordSink) -> None:
         """See :func:`localize`."""
         localize(spec, todo, sink)
+
+    def lines(self, spec: LinesSpec, todo: Sequence[Record], sink: RecordSink) -> None:
+        """See :func:`lines`."""
+        lines(spec, todo, sink)
 
     def compare(self, model, records: Sequence, methods: Sequence[str], spec: CompareSpec,
                 on_batch: Callable[[int], None] | None,

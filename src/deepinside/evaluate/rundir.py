@@ -24,8 +24,8 @@ from .scoring import ImageResult, summarize
 
 __all__ = ["CONFIG", "LOCK", "PER_IMAGE", "SUMMARY", "RecordSink", "RunLockedError",
            "RunMismatchError", "check_config", "drop_failures", "failure_record", "locked",
-           "read_done", "record_hash", "row_hash", "row_key", "run_config", "weights_hash",
-           "write_summary"]
+           "read_done", "read_json_lines", "record_hash", "row_hash", "row_key", "run_config",
+           "weights_hash", "write_summary"]
 
 PER_IMAGE = "per_image.jsonl"
 SUMMARY = "summary.json"
@@ -92,16 +92,16 @@ def failure_record(key: str, record_hash: str, reason: str) -> dict:
     return {"key": key, "record_hash": record_hash, "error": reason}
 
 
-def read_done(path: Path) -> list[ImageResult | dict]:
-    """The lines of ``per_image.jsonl``: records, or :func:`failure_record` dicts; a torn last
-    line (interrupted write) is cut off.
+def read_json_lines(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines file, as dicts; a torn last line (an interrupted
+    write) is cut off the file.
 
     Raises:
-        RunMismatchError: a complete line in the file is not a record of this version.
+        RunMismatchError: a complete line is not a JSON object.
     """
     if not path.exists():
         return []
-    rows: list[ImageResult | dict] = []
+    rows: list[dict] = []
     good = 0
     with path.open("rb") as f:
         for n, raw in enumerate(f, start=1):
@@ -109,18 +109,38 @@ def read_done(path: Path) -> list[ImageResult | dict]:
                 break  # the torn last line of an interrupted write
             try:
                 d = json.loads(raw)
-                if isinstance(d, dict) and "error" in d:
-                    rows.append(failure_record(str(d["key"]), str(d["record_hash"]),
-                                               str(d["error"])))
-                else:
-                    rows.append(ImageResult.from_json(d))
-            except (ValueError, TypeError, KeyError):
+            except ValueError:
+                d = None
+            if not isinstance(d, dict):
                 raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
-                                       "deepinside; use another --out or delete it") from None
+                                       "deepinside; use another --out or delete it")
+            rows.append(d)
             good += len(raw)
     if good != path.stat().st_size:
         with path.open("r+b") as f:
             f.truncate(good)
+    return rows
+
+
+def read_done(path: Path, parse: Callable[[dict], object] = ImageResult.from_json
+              ) -> list[ImageResult | dict]:
+    """The lines of ``per_image.jsonl``: records (``parse`` of a line: an
+    :class:`.scoring.ImageResult` by default), or :func:`failure_record` dicts; a torn last
+    line (interrupted write) is cut off.
+
+    Raises:
+        RunMismatchError: a complete line in the file is not a record of this version.
+    """
+    rows: list[ImageResult | dict] = []
+    for n, d in enumerate(read_json_lines(path), start=1):
+        try:
+            if "error" in d:
+                rows.append(failure_record(str(d["key"]), str(d["record_hash"]), str(d["error"])))
+            else:
+                rows.append(parse(d))
+        except (ValueError, TypeError, KeyError):
+            raise RunMismatchError(f"{path}, line {n}, is not a record of this version of "
+                                   "deepinside; use another --out or delete it") from None
     return rows
 
 

@@ -22,6 +22,7 @@ from . import local_backend, ray_backend  # noqa: F401 - each registers its back
 from .backend import BACKENDS, Backend, RunSpec, get_backend
 from .datasets import Record, label_problem
 from .local_backend import MP_CONTEXT, start_workers
+from .ray_connect import DEFAULT_TIMEOUT
 from .rundir import (
     PER_IMAGE,
     RecordSink,
@@ -55,6 +56,7 @@ __all__ = [
     "run_config",
     "run_localization",
     "start_workers",
+    "stream_run",
     "weights_hash",
     "write_summary",
 ]
@@ -77,6 +79,9 @@ def run_localization(
     backend: str = "local",
     ray_address: str | None = None,
     retry_failed: bool = False,
+    ray_timeout: float = DEFAULT_TIMEOUT,
+    actor_cpus: float | None = None,
+    actor_gpus: float | None = None,
 ) -> dict:
     """Evaluate localisation on ``records``, streaming to ``out/per_image.jsonl``; resumable.
 
@@ -116,9 +121,14 @@ def run_localization(
             only.
         backend: ``"local"`` (this process and its workers) or ``"ray"`` (a Ray Data
             pipeline, :mod:`.ray_backend`; needs ``pip install 'deepinside[ray]'``), or another.
-        ray_address: ``ray`` only: a cluster to join (``"auto"``, ``"ray://host:10001"``);
-            default: the Ray already initialised in this process, else a local one.
+        ray_address: ``ray`` only: a cluster to join (``HOST:PORT``, ``"auto"``,
+            ``"ray://host:10001"``); default: the Ray already initialised in this process,
+            else ``RAY_ADDRESS``, else a new local one (:mod:`.ray_connect`).
         retry_failed: evaluate again the photos that failed in an earlier run into ``out``.
+        ray_timeout: ``ray`` only: seconds to reach and join the cluster before a
+            :class:`.ray_connect.RayConnectError` (one line: the address and the likely cause).
+        actor_cpus, actor_gpus: ``ray`` only: what each model actor asks for (see
+            :class:`.backend.RunSpec`).
 
     Returns:
         The summary (also written to ``out/summary.json``), over the records of this call.
@@ -127,6 +137,7 @@ def run_localization(
         RunMismatchError: ``out`` holds a run made with other settings or annotations.
         RunLockedError: another evaluation is writing into ``out``.
         ValueError: an unknown backend. ImportError: ``ray`` without Ray installed.
+        RayConnectError: ``ray``: the cluster cannot be joined (the lock is released).
     """
     where = get_backend(backend)
     where.check()
@@ -137,7 +148,8 @@ def run_localization(
     with locked(out):
         check_config(out, run_config(model, rec, method, seed))
         spec = RunSpec(model, rec, method, {r.key: record_hash(r) for r in records}, seed=seed,
-                       batch_size=batch_size, workers=workers, pool=pool, address=ray_address)
+                       batch_size=batch_size, workers=workers, pool=pool, address=ray_address,
+                       ray_timeout=ray_timeout, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
         return _run(where, spec, records, out, show_progress, on_problem, on_warning,
                     retry_failed)
 
@@ -145,22 +157,6 @@ def run_localization(
 def _run(where: Backend, spec: RunSpec, records: Sequence[Record], out: Path,
          show_progress: bool, on_problem: Callable[[str, str], None] | None,
          on_warning: Callable[[str, str], None] | None, retry_failed: bool) -> dict:
-    from tqdm import tqdm
-
-    lines_path = out / PER_IMAGE
-    old = read_done(lines_path)
-    if retry_failed:
-        old = drop_failures(lines_path, old)
-    done = {row_key(r): r for r in old}
-    hashes = spec.hashes
-    changed = [k for k, h in hashes.items() if k in done and row_hash(done[k]) != h]
-    if changed:
-        raise RunMismatchError(
-            f"{out} holds results for {len(changed)} of these photos with other annotations "
-            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
-    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc="localize",
-               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
-
     def warn(path: object, note: str) -> None:
         if on_warning is not None:
             on_warning(str(path), note)
@@ -168,16 +164,52 @@ def _run(where: Backend, spec: RunSpec, records: Sequence[Record], out: Path,
             warnings.warn(f"{path}: {note}", stacklevel=3)
 
     spec.warn = warn
+    rows = stream_run(spec.model, records, out, spec.hashes,
+                      lambda todo, sink: where.localize(spec, todo, sink), desc="localize",
+                      show_progress=show_progress, on_problem=on_problem,
+                      retry_failed=retry_failed)
+    return write_summary(out, rows)
+
+
+def stream_run(model, records: Sequence[Record], out: Path, hashes: dict[str, str],
+               run: Callable[[list[Record], RecordSink], None], *, desc: str,
+               parse: Callable[[dict], object] | None = None, show_progress: bool = True,
+               on_problem: Callable[[str, str], None] | None = None,
+               retry_failed: bool = False) -> list:
+    """The streaming part of a run into ``out`` (locked and its config checked by the caller):
+    the lines already in ``out/per_image.jsonl`` (:func:`.rundir.read_done` with ``parse``),
+    then ``run(todo, sink)`` on the records still to do, every new line through one
+    :class:`.rundir.RecordSink` (a progress bar ``desc`` counts them).
+
+    Returns:
+        The lines of ``records`` (records and failure dicts): those read, then the new ones.
+
+    Raises:
+        RunMismatchError: a line there has other annotations than its record now.
+    """
+    from tqdm import tqdm
+
+    lines_path = out / PER_IMAGE
+    old = read_done(lines_path) if parse is None else read_done(lines_path, parse)
+    if retry_failed:
+        old = drop_failures(lines_path, old)
+    done = {row_key(r): r for r in old}
+    changed = [k for k, h in hashes.items() if k in done and row_hash(done[k]) != h]
+    if changed:
+        raise RunMismatchError(
+            f"{out} holds results for {len(changed)} of these photos with other annotations "
+            f"(label or boxes; e.g. {changed[0]}); use another --out or delete it")
+    bar = tqdm(total=len(records), initial=sum(k in done for k in hashes), desc=desc,
+               unit="img", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
     try:
         with lines_path.open("a", encoding="utf-8") as f:
             sink = RecordSink(f, bar, {r.key: r.path for r in records}, on_problem)
-            todo = _todo(spec.model, records, hashes, done, sink, on_problem)
+            todo = _todo(model, records, hashes, done, sink, on_problem)
             if todo:
-                where.localize(spec, todo, sink)
+                run(todo, sink)
     finally:
         bar.close()
-    rows = [done[k] for k in hashes if k in done] + sink.results + sink.failures
-    return write_summary(out, rows)
+    return [done[k] for k in hashes if k in done] + sink.results + sink.failures
 
 
 def _todo(model, records: Sequence[Record], hashes: dict[str, str], done: dict,

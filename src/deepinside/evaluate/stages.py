@@ -23,6 +23,7 @@ from ..models import Classifier
 from .datasets import Record, label_problem
 from .faithfulness import deletion_insertion, randomization_test
 from .metrics import fit_boxes, gt_known_hit, map_peak, pointing_hit
+from .ray_connect import DEFAULT_TIMEOUT
 from .scoring import ScoreTask
 
 __all__ = ["CompareSpec", "MethodScores", "fit_record_boxes", "map_tasks", "score_methods"]
@@ -30,7 +31,8 @@ __all__ = ["CompareSpec", "MethodScores", "fit_record_boxes", "map_tasks", "scor
 
 @dataclass(frozen=True)
 class CompareSpec:
-    """The settings of a comparison of methods (see :func:`.compare.compare_methods`)."""
+    """The settings of a comparison of methods (see :func:`.compare.compare_methods`; the
+    ``ray`` ones as in :class:`.backend.RunSpec`)."""
 
     batch_size: int = 16
     steps: int = 16
@@ -40,6 +42,9 @@ class CompareSpec:
     randomization: bool = True
     workers: int = 1
     address: str | None = None
+    ray_timeout: float = DEFAULT_TIMEOUT
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
 
 
 def fit_record_boxes(record: Record, photo) -> tuple[list, list[str], str]:

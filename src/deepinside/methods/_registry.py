@@ -201,8 +201,10 @@ class MethodInfo:
 
     Attributes:
         name, fn, description, paper: what ``deepinside methods`` lists.
-        signed: its map (with the default options) has both signs; the figures show its
-            positive part.
+        signed: its attribution has a sign (evidence for and against the class): the map
+            has both signs with the default options, or with ``reduce="sum"`` where the
+            method has that option (its default may take magnitudes); figures draw it on a
+            diverging colour map centred on 0 (``--sign``).
         cost: ``"fast"`` (one or a few passes), ``"moderate"`` (tens) or ``"slow"``
             (thousands of passes a photo: left out of ``evaluate compare`` unless named).
         params: its keyword options (:class:`Param`), in signature order.

@@ -141,7 +141,7 @@ def rescale_rule(eps: float = 1e-10) -> Iterator[TorchFunctionMode]:
     "deeplift",
     "DeepLIFT (rescale rule): (x - x') times multipliers (f(z) - f(z')) / (z - z') backward",
     "Shrikumar, Greenside & Kundaje 2017, https://arxiv.org/abs/1704.02685",
-    order=60,
+    signed=True, order=60,
 )
 def deeplift(
     model: Classifier | nn.Module,

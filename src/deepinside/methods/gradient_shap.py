@@ -68,7 +68,7 @@ def shap_draws(samples: int, baselines: int, shape: tuple[int, ...], noise: floa
     "GradientSHAP: (x + e - x') times the gradient at a random point between a random "
     "baseline x' and the noisy input",
     "Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874",
-    cost="moderate", order=70,
+    signed=True, cost="moderate", order=70,
 )
 def gradient_shap(
     model: Classifier | nn.Module,

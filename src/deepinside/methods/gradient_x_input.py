@@ -17,7 +17,7 @@ __all__ = ["gradient_x_input"]
     "gradient_x_input",
     "the input times its gradient, x * dS_c/dx (first-order Taylor contribution)",
     "Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713",
-    order=30, report="full",
+    signed=True, order=30, report="full",
 )
 def gradient_x_input(
     model: Classifier | nn.Module,

@@ -50,7 +50,7 @@ def path_points(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np
     "integrated_gradients",
     "Integrated Gradients: (x - x') times the gradient averaged along the path from x' to x",
     "Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365",
-    cost="moderate", order=50, report="full",
+    signed=True, cost="moderate", order=50, report="full",
 )
 def integrated_gradients(
     model: Classifier | nn.Module,
