@@ -162,7 +162,7 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--methods", default=None,
                    help="comma-separated method names (default: all but the slow ones, which "
                         "run thousands of passes a photo: cost 'slow' in `deepinside methods`)")
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset", "-d", required=True,
                    help="directory (or annotations file) of a labelled data set with boxes")
     p.add_argument("--limit", "-n", type=positive_int, default=None,
                    help="use the first N photos only")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .stages import CompareSpec
 
 if TYPE_CHECKING:
-    from ..localize import Recipe
+    from ..segment import Recipe
     from .datasets import Record
     from .rundir import RecordSink
     from .stages import MethodScores
