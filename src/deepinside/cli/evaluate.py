@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--retry-failed", action="store_true",
                    help="evaluate again the photos that failed in the run in --out (by "
                         "default a resumed run keeps their failure lines)")
+    q.add_argument("--json", action="store_true",
+                   help="print the summary as JSON instead of a table")
     add_backend_args(q)
     q.set_defaults(func=run_localization)
     _register_compare(esub)
@@ -144,7 +146,11 @@ def run_localization(args: argparse.Namespace) -> int:
             pool.shutdown(wait=True, cancel_futures=True)
     rec = get_recipe(args.recipe)
     name = f"{rec.name} ({args.method or rec.method}{' x ' + rec.combine if rec.combine else ''})"
-    print(localization_table(summary, name))
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(localization_table(summary, name))
     print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
     if problems or failed:
         print(f"skipped {len(problems)} malformed records; {len(failed)} photos failed (each "
