@@ -33,6 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 __all__ = ["Limits", "ModelWorker", "Problem", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
+
+
 @dataclass
 class Limits:
     """What one request may ask for.
