@@ -166,12 +166,7 @@ def localize(
     from .photomaps import forward_photos
     from .targets import resolve_targets
 
-    if "images" in overrides:
-        warnings.warn("localize(images=...) is deprecated since 0.2.0; use photos=",
-                      DeprecationWarning, stacklevel=2)
-        photos = overrides.pop("images")
-    if photos is None:
-        raise TypeError("localize() needs photos")
+    photos = _photos_argument(photos, overrides)
     rec = get_recipe(recipe, **overrides)
     method = method or rec.method
     photos = as_photos(photos)
@@ -203,3 +198,15 @@ def localize(
                                     m, note))
         out.append(row)
     return out
+
+
+def _photos_argument(photos: object, overrides: dict) -> object:
+    """``photos``, or 0.1's ``images=`` keyword (taken out of ``overrides``, with a
+    ``DeprecationWarning``)."""
+    if "images" in overrides:
+        warnings.warn("localize(images=...) is deprecated since 0.2.0; use photos=",
+                      DeprecationWarning, stacklevel=3)
+        photos = overrides.pop("images")
+    if photos is None:
+        raise TypeError("localize() needs photos")
+    return photos
