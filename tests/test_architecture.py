@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -114,7 +115,7 @@ def test_the_network_call_check_finds_calls_and_knows_the_engines_functions():
 
 
 THROWAWAY = '''
-"""A throwaway method for tests/test_architecture.py (deleted when the test ends)."""
+"""A throwaway method for tests/test_architecture.py (in a copy of the package)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,7 @@ import deepinside
 from deepinside.cli import main
 from deepinside.methods import list_methods, method_names
 
+assert deepinside.__file__.startswith(sys.argv[2]), deepinside.__file__
 out = {"listed": "zz_throwaway" in list_methods()}
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
@@ -177,15 +179,12 @@ def test_a_new_method_is_one_file(tmp_path):
     """A method file dropped into methods/ appears in `deepinside methods`, the server's
     /v1/methods with its bounds, evaluate compare's and the demo figure's defaults, with no
     other file edited."""
-    path = SRC / "methods" / "zz_throwaway.py"
-    assert not path.exists()
-    try:
-        path.write_text(textwrap.dedent(THROWAWAY))
-        done = subprocess.run([sys.executable, "-c", CHECK, str(tmp_path / "p.png")],
-                              cwd=SRC.parent.parent, env=ENV, capture_output=True, text=True,
-                              timeout=300)
-    finally:
-        path.unlink(missing_ok=True)
+    copy = tmp_path / "src"  # a copy of the package, so the source tree is never touched
+    shutil.copytree(SRC, copy / "deepinside", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "deepinside" / "methods" / "zz_throwaway.py").write_text(textwrap.dedent(THROWAWAY))
+    done = subprocess.run([sys.executable, "-c", CHECK, str(tmp_path / "p.png"), str(copy)],
+                          cwd=Path(__file__).parent.parent, env={**ENV, "PYTHONPATH": str(copy)},
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["listed"] and out["compare"] and out["demo"]

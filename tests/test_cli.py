@@ -122,3 +122,22 @@ def test_every_subcommand_has_its_own_module():
     assert [m.__name__.rsplit(".", 1)[1] for m in command_modules()] == list(COMMANDS)
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == list(COMMANDS)
+
+
+def test_models_json_lists_the_same_models_as_the_table(capsys):
+    import json
+
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["name"] in table and r["description"] in table for r in rows)
+
+
+def test_every_dataset_flag_has_the_short_form():
+    from deepinside.cli import build_parser
+
+    parser = build_parser()
+    for args in (["evaluate", "localization"], ["evaluate", "compare"], ["paper"]):
+        ns = parser.parse_args([*args, "-d", "some/folder"])
+        assert ns.dataset == "some/folder"

@@ -243,3 +243,47 @@ def test_real_torch_compile_gives_the_eager_gradient():
     engine._COMPILED.clear()
     if not ran_compiled:
         pytest.skip("torch.compile failed here; the eager fallback gave the gradient")
+
+
+# ----------------------------------------------------------------------------- trace, layers
+
+
+def test_trace_lists_each_layer_with_its_output_shape_in_the_order_forwards_finish():
+    from deepinside.engine import trace
+
+    net = make_tiny()
+    net.train()
+    x = torch.randn(3, 3, 8, 8)
+    traced = trace(net, x)
+    assert [(n, s) for n, _, s in traced] == [
+        ("conv1", (1, 6, 8, 8)), ("bn1", (1, 6, 8, 8)), ("relu", (1, 6, 8, 8)),
+        ("pool", (1, 6, 4, 4)), ("conv2", (1, 8, 4, 4)), ("bn2", (1, 8, 4, 4)),
+        ("act2", (1, 8, 4, 4)), ("fc", (1, 5))]
+    assert all(m is net.get_submodule(n) for n, m, _ in traced)
+    assert net.training and not any(m._forward_hooks for m in net.modules())
+
+
+def test_default_layer_reads_the_trace_and_the_old_name_still_works():
+    import deepinside.layers as layers
+    from deepinside.engine import default_layer
+
+    net = make_tiny()
+    x = torch.randn(1, 3, 8, 8)
+    assert default_layer(net, x) == "act2"  # the last spatial map (fc's output is not one)
+    with pytest.warns(DeprecationWarning, match="deepinside.engine.default_layer"):
+        old = layers.default_layer
+    assert old is default_layer
+
+
+def test_layer_replaced_runs_the_part_above_the_layer_on_the_given_output():
+    from deepinside.engine import layer_replaced
+
+    net = make_tiny()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        a = net.act2(net.bn2(net.conv2(net.pool(net.relu(net.bn1(net.conv1(x[:1])))))))
+    replaced = torch.cat([a, torch.zeros_like(a), 2 * a])  # three rows from one image
+    with layer_replaced(net, x[:1], "act2") as logits_of:
+        out = logits_of(x[:1], replaced)
+    torch.testing.assert_close(out, net.fc(replaced.mean(dim=(2, 3))))
+    assert not any(m._forward_hooks for m in net.modules())

@@ -408,3 +408,12 @@ def test_a_failed_photo_is_kept_on_resume_and_retried_when_asked(tmp_path):
     assert s["n_images"] == 6 and s["n_failed"] == 0
     assert sorted(r["key"] for r in rows) == [f"p{i}.png" for i in range(6)]
     assert not [r for r in rows if "error" in r]
+
+
+def test_localization_json_prints_the_summary_it_wrote(tmp_path):
+    ann = synthetic_dataset(tmp_path)
+    out = tmp_path / "out"
+    done = cli("evaluate", "localization", "-d", ann, "-n", "2", "-j", "0", "-r", "gradcam-30",
+               "-o", out, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == json.loads((out / "summary.json").read_text())

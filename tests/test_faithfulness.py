@@ -201,3 +201,16 @@ def test_compare_skips_a_label_the_model_does_not_have(tmp_path):
                             on_failure=lambda p, why: said.append((p.name, why)))
     assert row.images == 2 and said == [("p1.png", "label 99 is not a class of the model "
                                                    "(0..5)")]
+
+
+def test_score_prob_is_the_deprecated_spelling_of_probability():
+    net = SumNet().eval()
+    x = torch.rand(2, 1, 4, 4)
+    maps = torch.rand(2, 4, 4)
+    kw = {"steps": 4, "baseline": 0.0, "fast": False}
+    new = deletion_insertion(net, x, maps, 0, score="probability", **kw)
+    with pytest.warns(DeprecationWarning, match='score="probability"'):
+        old = deletion_insertion(net, x, maps, 0, score="prob", **kw)
+    torch.testing.assert_close(old.deletion, new.deletion)
+    with pytest.raises(ValueError, match="score must be"):
+        deletion_insertion(net, x, maps, 0, score="probabilty", **kw)

@@ -109,7 +109,7 @@ def test_too_few_seeds_for_grabcut_falls_back_to_the_seeds():
 
 
 def test_empty_foreground_gives_the_whole_photo(monkeypatch):
-    L = importlib.import_module("deepinside.localize")  # the package re-exports localize()
+    L = importlib.import_module("deepinside.segment")  # the segmentation (localize re-exports it)
 
     monkeypatch.setattr(L, "_grabcut", lambda photo, m, r, s: (np.zeros(m.shape, bool), ""))
     img, m, _ = synthetic_scene(0)
@@ -317,3 +317,18 @@ def test_band_recipe_localises_real_photos(dev_data, lite0):
     assert sum(hits) >= 12 and sum(hits) > sum(whole)
     for [loc], photo in zip(out, photos):  # the box is the band cut of the returned map
         assert loc.box == segment_map(np.asarray(photo), loc.saliency, "default-band")[1]
+
+
+def test_images_is_the_deprecated_name_of_photos():
+    from models import tiny_classifier
+
+    import deepinside
+
+    clf = tiny_classifier()
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), np.uint8))
+    [[new]] = deepinside.localize(clf, photos=[photo], recipe="gradcam-30")
+    with pytest.warns(DeprecationWarning, match="photos="):
+        [[old]] = deepinside.localize(clf, images=[photo], recipe="gradcam-30")
+    assert old.box == new.box and old.class_index == new.class_index
+    with pytest.raises(TypeError, match="needs photos"):
+        deepinside.localize(clf)

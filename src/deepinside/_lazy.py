@@ -28,3 +28,26 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
         return sorted(set(namespace) | set(exports))
 
     return __getattr__, __dir__
+
+
+def deprecated_names(package: str, moved: dict[str, str], since: str = "0.2.0") -> Callable:
+    """``__getattr__`` for names that moved: each old name still works for one release, with a
+    ``DeprecationWarning`` that says where it went.
+
+    Args:
+        package: the module's ``__name__``.
+        moved: old name -> ``"module:attribute"`` (absolute) of its new home.
+        since: the release that moved it (listed in CHANGELOG.md).
+    """
+    import warnings
+
+    def __getattr__(name: str) -> Any:
+        target = moved.get(name)
+        if target is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module, _, attr = target.partition(":")
+        warnings.warn(f"{package}.{name} is deprecated since {since} and will be removed in the "
+                      f"next release; use {module}.{attr}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), attr)
+
+    return __getattr__

@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._lazy import deprecated_names
 from .models import Classifier, Preprocessing
 from .ops import resize_maps
 
@@ -351,3 +352,7 @@ def demo_photos() -> list[tuple[str, Image.Image]]:
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         photos.append(("grace_hopper", Image.open(f).convert("RGB")))
     return photos
+
+
+# Moved in 0.2.0 (see CHANGELOG.md); the old names work for one release.
+__getattr__ = deprecated_names(__name__, {"photo_maps": "deepinside.photomaps:photo_maps"})

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ._lazy import deprecated_names
 from .registry import did_you_mean
 
 __all__ = ["Layer", "find_layer", "last_feature_map", "layer_layout", "to_grid"]
@@ -284,3 +285,7 @@ def to_grid(
         return t.permute(0, 3, 1, 2)
     p, h, w = _prefix_and_grid(net, t.shape[1], image_size)
     return t[:, p:].reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2)
+
+
+# Moved in 0.2.0 (see CHANGELOG.md); the old names work for one release.
+__getattr__ = deprecated_names(__name__, {"default_layer": "deepinside.engine:default_layer"})

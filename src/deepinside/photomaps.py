@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -49,7 +51,7 @@ def photo_maps(
     method: str | Callable[..., Tensor] = "gradient",
     batch_size: int = 16,
     device: torch.device | str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **options: object,
 ) -> tuple[list[np.ndarray], Tensor | ScoreFn, Tensor]:
     """Maps for whole photos, each resized back to the photo's own height and width.
@@ -67,7 +69,8 @@ def photo_maps(
             ``f(model, images, target, **options) -> Tensor[B, H, W]``.
         batch_size: photos per forward/backward pass.
         device: where the inputs go (default: the model's device).
-        progress: called with the number of photos done after each batch.
+        progress: ``progress(done, total)`` after each batch, in photos (as the methods'
+            ``progress``; a one-argument callable gets the increment, deprecated since 0.2.0).
         **options: options of the method.
 
     Returns:
@@ -83,6 +86,7 @@ def photo_maps(
     if isinstance(target, Tensor) and target.dim() == 0:
         target = int(target)
     fn = get_method(method) if isinstance(method, str) else method
+    report = _two_argument_progress(progress)
     per_photo = target is not None and not isinstance(target, (int, np.integer, str)) and not (
         callable(target) and not isinstance(target, Tensor))
     if per_photo:
@@ -108,10 +112,36 @@ def photo_maps(
         if isinstance(t, Tensor):
             targets.append(t.cpu())
         all_logits.append(logits.float().cpu() if isinstance(logits, Tensor) else logits)
-        if progress is not None:
-            progress(len(chunk))
+        if report is not None:
+            report(start + len(chunk), len(photos))
     if targets:
         t = torch.cat(targets)
     if all(isinstance(o, Tensor) for o in all_logits):
         return maps, t, torch.cat(all_logits)
     return maps, t, [o for out in all_logits for o in out]  # e.g. a detector's dicts
+
+
+def _two_argument_progress(
+    progress: Callable[..., None] | None,
+) -> Callable[[int, int], None] | None:
+    """``progress`` as ``f(done, total)``; a one-argument callable (0.1's increments) is
+    wrapped, with a ``DeprecationWarning``."""
+    if progress is None:
+        return None
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):
+        return progress
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return progress
+    warnings.warn("progress(n) with the number of photos of each batch is deprecated since "
+                  "0.2.0; photo_maps calls progress(done, total)", DeprecationWarning,
+                  stacklevel=3)
+    last = [0]
+
+    def increments(done: int, total: int) -> None:
+        progress(done - last[0])
+        last[0] = done
+
+    return increments

@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--retry-failed", action="store_true",
                    help="evaluate again the photos that failed in the run in --out (by "
                         "default a resumed run keeps their failure lines)")
+    q.add_argument("--json", action="store_true",
+                   help="print the summary as JSON instead of a table")
     add_backend_args(q)
     q.set_defaults(func=run_localization)
     _register_compare(esub)
@@ -206,7 +208,11 @@ def run_localization(args: argparse.Namespace) -> int:
             pool.shutdown(wait=True, cancel_futures=True)
     rec = get_recipe(args.recipe)
     name = f"{rec.name} ({args.method or rec.method}{' x ' + rec.combine if rec.combine else ''})"
-    print(localization_table(summary, name))
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(localization_table(summary, name))
     print(f"wrote {out / 'per_image.jsonl'} and {out / 'summary.json'}", file=sys.stderr)
     if problems or failed:
         print(f"skipped {len(problems)} malformed records; {len(failed)} photos failed (each "
@@ -224,7 +230,7 @@ def _register_compare(evaluate_subparsers) -> None:
     p.add_argument("--methods", default=None,
                    help="comma-separated method names (default: all but the slow ones, which "
                         "run thousands of passes a photo: cost 'slow' in `deepinside methods`)")
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset", "-d", required=True,
                    help="directory (or annotations file) of a labelled data set with boxes")
     p.add_argument("--limit", "-n", type=positive_int, default=None,
                    help="use the first N photos only")

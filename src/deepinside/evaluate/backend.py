@@ -20,7 +20,7 @@ from .ray_connect import DEFAULT_TIMEOUT
 from .stages import CompareSpec
 
 if TYPE_CHECKING:
-    from ..localize import Recipe
+    from ..segment import Recipe
     from .datasets import Record
     from .rundir import RecordSink
     from .stages import MethodScores

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from ..localize import Recipe
+from ..segment import Recipe
 from .datasets import Record
 from .scoring import ImageResult, summarize
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..localize import Box, Recipe, segment_map
+from ..segment import Box, Recipe, segment_map
 from . import metrics as M
 
 __all__ = ["ImageResult", "ScoreTask", "init_worker", "score_photo", "summarize"]

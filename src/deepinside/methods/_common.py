@@ -62,25 +62,37 @@ def sample_sum(
     batch_size: int | None,
     device: torch.device,
     draw: Callable[[Tensor, Tensor], Tensor],
+    *,
+    samples_first: bool = False,
+    progress: Progress | None = None,
 ) -> Tensor:
-    """``sum_s draw(i, s)`` for each image ``i``: the one loop of the sampling methods.
+    """``sum_s draw(i, s)`` for each image ``i``: the one loop of the sampling methods
+    (Integrated Gradients, GradientSHAP, SmoothGrad, RISE).
 
     The pairs (image, sample) run in chunks of ``batch_size`` over the flat index ``k``
-    (image ``k // samples``, sample ``k % samples``), so all images of a batch share each
-    pass. ``draw(image_index Tensor[n], sample_index Tensor[n]) -> Tensor[n, ...]`` computes a
-    chunk; its rows are added to their image's row (``index_add_``).
+    (image ``k // samples``, sample ``k % samples``; with ``samples_first``, sample
+    ``k // images`` and image ``k % images``, so a chunk needs few distinct samples), and all
+    images of a batch share each pass. ``draw(image_index Tensor[n], sample_index Tensor[n])
+    -> Tensor[n, ...]`` computes a chunk; its rows are added to their image's row
+    (``index_add_``); ``progress(done, total)`` after each chunk, in pairs.
 
     Returns:
         ``Tensor[images, ...]``.
     """
     total: Tensor | None = None
-    for sl in chunks(images * samples, batch_size):
+    n = images * samples
+    for sl in chunks(n, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=device)
-        bi, si = idx // samples, idx % samples
+        if samples_first:
+            si, bi = idx // images, idx % images
+        else:
+            bi, si = idx // samples, idx % samples
         part = draw(bi, si)
         if total is None:
             total = part.new_zeros((images, *part.shape[1:]))
         total.index_add_(0, bi, part)
+        if progress is not None:
+            progress(sl.stop, n)
     assert total is not None, "no samples"
     return total
 

@@ -17,15 +17,16 @@ vocabulary of option names the methods share.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ..registry import Registry
+from ..registry import Registry, did_you_mean
 
 __all__ = ["COSTS", "METHODS", "MethodInfo", "Param", "Range", "get_method", "list_methods",
            "method_names", "register_method"]
@@ -109,6 +110,38 @@ class Param:
     def json_type(self) -> str:
         """The JSON type of its value: ``int``, ``float``, ``bool`` or ``str``."""
         return "str" if self.kind in ("choice", "layer") else self.kind
+
+    def check(self, value: Any, layers: Collection[str] | None = None) -> Any:
+        """``value`` if this option accepts it (an int is accepted as a float), else a
+        ``ValueError`` that says why in one line.
+
+        Args:
+            layers: the model's ``named_modules()`` names, to check a ``layer`` option (a
+                name or a glob pattern that matches one of them); ``None``: not checked.
+        """
+        kind = self.kind
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        ok = {"bool": isinstance(value, bool), "int": is_int,
+              "float": is_int or isinstance(value, float)}.get(kind, isinstance(value, str))
+        if value is None and self.default is None:
+            return None
+        if not ok:
+            raise ValueError(f"{self.name} must be of type {self.json_type}, got {value!r}")
+        if kind == "float":
+            value = float(value)
+            if self.finite and not math.isfinite(value):
+                raise ValueError(f"{self.name} must be a finite number, got {value!r}")
+        if self.min is not None and not self.min <= value <= self.max:  # type: ignore[operator]
+            raise ValueError(f"{self.name} must be between {self.min} and {self.max}, "
+                             f"got {value}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, "
+                             f"got {value!r}")
+        if kind == "layer" and layers is not None and not any(
+                fnmatch.fnmatchcase(n, value) for n in layers):
+            raise ValueError(f"no layer of the model matches {value!r}"
+                             f"{did_you_mean(value, layers, n=5)}")
+        return value
 
     def spec(self) -> dict[str, Any]:
         """``{"type", "default"[, "min", "max"][, "choices"]}``, as ``/v1/methods`` gives it."""
@@ -229,6 +262,27 @@ class MethodInfo:
     def request_params(self) -> dict[str, Param]:
         """The options a request may set, by name."""
         return {p.name: p for p in self.params if p.request}
+
+    def check_options(self, options: Mapping[str, Any],
+                      layers: Collection[str] | None = None) -> dict[str, Any]:
+        """``options`` (from a request) checked against :meth:`request_params`: each a
+        request option of this method, each value accepted by :meth:`Param.check`.
+
+        Raises:
+            ValueError: one line: an unknown option (the message lists the method's), an
+                engine switch, or a value out of its type, bounds or choices.
+        """
+        params = {p.name: p for p in self.params}
+        allowed = self.request_params()
+        out = {}
+        for name, value in options.items():
+            if name in params and name not in allowed:
+                raise ValueError(f"{name} is not an option a request may set for {self.name}")
+            if name not in allowed:
+                raise ValueError(f"{self.name} has no parameter {name!r} (it has: "
+                                 f"{', '.join(allowed) or 'none'})")
+            out[name] = allowed[name].check(value, layers)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """What ``deepinside methods --json`` prints for it."""

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..engine import network
 from ..models import Classifier
 from ..targets import Target, need_logits, take, target_scores
-from ._common import Progress, baseline_images, chunks, targets_and_logits
+from ._common import Progress, baseline_images, sample_sum, targets_and_logits
 from ._registry import register_method
 
 __all__ = ["rise", "rise_masks"]
@@ -116,20 +116,18 @@ def rise(
     draws = _MaskDraws(masks, (h, w), grid, p, seed)
     ref = baseline_images(model, x, baseline)
     diff = x - ref
-    sal = torch.zeros((b, h, w), device=x.device, dtype=x.dtype)
-    n = masks * b
+
+    def draw(bi: Tensor, mi: Tensor) -> Tensor:  # image bi, mask mi
+        lo = int(mi[0])
+        m = draws.masks(slice(lo, int(mi[-1]) + 1), x.device, x.dtype)[mi - lo]
+        logits = logits_of(ref[bi] + m * diff[bi])
+        if score == "probability":
+            logits = need_logits(logits, "rise with score='probability' (a softmax; "
+                                 "score='logit' reads any output)").softmax(dim=1)
+        s = target_scores(take(t, bi), logits).to(x.dtype)
+        return s.view(-1, 1, 1) * m[:, 0]
+
     with torch.no_grad(), network(model, x, fast=fast) as logits_of:
-        for sl in chunks(n, batch_size):
-            idx = torch.arange(sl.start, sl.stop, device=x.device)
-            mi, bi = idx // b, idx % b
-            lo = sl.start // b
-            m = draws.masks(slice(lo, (sl.stop - 1) // b + 1), x.device, x.dtype)[mi - lo]
-            logits = logits_of(ref[bi] + m * diff[bi])
-            if score == "probability":
-                logits = need_logits(logits, "rise with score='probability' (a softmax; "
-                                     "score='logit' reads any output)").softmax(dim=1)
-            s = target_scores(take(t, bi), logits).to(x.dtype)
-            sal.index_add_(0, bi, s.view(-1, 1, 1) * m[:, 0])
-            if progress is not None:
-                progress(sl.stop, n)
+        sal = sample_sum(b, masks, batch_size, x.device, draw, samples_first=True,
+                         progress=progress)
     return sal / (masks * p)

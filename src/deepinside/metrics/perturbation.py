@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 Baseline = Literal["blur", "mean", "zero"] | float | Tensor
-Score = Literal["prob", "logit"]
+Score = Literal["probability", "logit"]
 
 
 @dataclass
@@ -87,8 +88,9 @@ def _pixel_ranks(maps: Tensor) -> Tensor:
 
 
 def _score(logits: Tensor, t: Tensor | ScoreFn, score: Score) -> Tensor:
-    if score == "prob":
-        s = need_logits(logits, "score='prob' (a softmax; score='logit' reads any output)")
+    if score == "probability":
+        s = need_logits(logits, "score='probability' (a softmax; score='logit' reads any "
+                        "output)")
         return target_scores(t, s.float().softmax(dim=1))
     return target_scores(t, logits.float() if isinstance(logits, Tensor) else logits)
 
@@ -102,7 +104,7 @@ def deletion_insertion(
     steps: int = 32,
     modes: Sequence[str] = ("deletion", "insertion"),
     baseline: Baseline | None = None,
-    score: Score = "prob",
+    score: Score = "probability",
     batch_size: int | None = 64,
     fast: bool = True,
 ) -> PerturbationCurves:
@@ -123,13 +125,20 @@ def deletion_insertion(
             ``"mean"`` (each image's mean colour), ``"zero"``, a number or a tensor. Default:
             ``"mean"`` for deletion and ``"blur"`` for insertion (as RISE: a blank image to
             delete to, a blurred one to insert into).
-        score: ``"prob"`` (softmax probability, RISE) or ``"logit"``.
+        score: ``"probability"`` (softmax, RISE) or ``"logit"`` (``"prob"``: deprecated
+            since 0.2.0, as RISE's ``score`` spells it now).
         batch_size: images per forward pass (None: all at once).
         fast: use the batch-norm-folded private copy for the forward passes.
 
     Returns:
         :class:`PerturbationCurves` (``.deletion_auc`` and ``.insertion_auc`` are ``Tensor[B]``).
     """
+    if score == "prob":
+        warnings.warn('score="prob" is deprecated since 0.2.0; use score="probability"',
+                      DeprecationWarning, stacklevel=2)
+        score = "probability"
+    if score not in ("probability", "logit"):
+        raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
     check_images(images)
     if steps < 1:
         raise ValueError("steps must be at least 1")
