@@ -91,24 +91,21 @@ def analyse(model, lines: Sequence[AuditRecord], open_photo: Callable[[str], obj
     by_class: dict[int, list[AuditRecord]] = {}
     for r in lines:
         by_class.setdefault(r.label, []).append(r)
-    out, jobs = [], []  # jobs: (cluster, key, photo, boxes), erased together afterwards
+    out, jobs = [], []  # jobs: (class, cluster, key, boxes), erased together afterwards
     for label in sorted(by_class):
         rows = {r.key: r for r in by_class[label]}
         audit = class_audit(label, names(label), list(rows.values()))
         for c in audit.clusters:
-            taken = 0
-            for key in c.keys:
-                if taken == erase_photos:
-                    break
-                photo = open_photo(key) if rows[key].gt_boxes else None
-                if photo is not None:
-                    jobs.append((audit.label, c, photo, rows[key].gt_boxes))
-                    taken += 1
+            boxed = [k for k in c.keys if rows[k].gt_boxes][:erase_photos]
+            jobs += [(audit.label, c, k, rows[k].gt_boxes) for k in boxed]
         out.append(audit)
         if progress is not None:
             progress(1)
     for start in range(0, len(jobs), batch_size * 4):  # the photos of many clusters a pass
-        part = jobs[start:start + batch_size * 4]
+        part = [(*j[:2], photo, j[3]) for j in jobs[start:start + batch_size * 4]
+                for photo in [open_photo(j[2])] if photo is not None]  # read when erased
+        if not part:
+            continue
         region, obj = erase_drops(model, [j[2] for j in part], [j[0] for j in part],
                                   [hot_region(j[1].mean_map) for j in part],
                                   [j[3] for j in part], batch_size=batch_size)
