@@ -79,7 +79,7 @@ def router(server: Server) -> APIRouter:
     """The routes over the model."""
     import deepinside
     from deepinside.localize import get_recipe, segment_map
-    from deepinside.render import overlay
+    from deepinside.render import colourize, overlay, sign_part, signed_overlay
 
     api = APIRouter()
     clf, limits, worker = server.clf, server.limits, server.worker
@@ -156,7 +156,9 @@ def router(server: Server) -> APIRouter:
         check_cancelled()
         classes, logits = classes_of(t), logits[0]
         t2 = time.perf_counter()
-        m = np.clip(m, 0, None) if server.infos[method].signed else m
+        signed = server.infos[method].signed
+        raw = m[0] if m.ndim == 3 else m  # with its sign: the overlay and its scale
+        m = np.clip(m, 0, None) if signed else m
         more = list(m[1:]) if m.ndim == 3 else []  # top<k>: the best class's map, then others
         m = m[0] if m.ndim == 3 else m
         sums = not hasattr(t, "reshape") and len(classes) > 1
@@ -174,7 +176,12 @@ def router(server: Server) -> APIRouter:
                             "map": {**size, "png": map_png(mm)}}
                            for c, mm in zip(classes[1:], more)]
         check_cancelled()
-        out["overlay_png"] = png(overlay(photo, m))
+        sign = "all" if signed else "absolute"
+        _, limit, cmap = colourize(raw, sign)
+        out["overlay_png"] = png(signed_overlay(photo, raw, "all", limit) if signed
+                                 else overlay(photo, m))
+        out["scale"] = {"sign": sign, "low": -limit if signed else 0.0, "high": limit,
+                        "cmap": cmap, "max_abs": float(np.abs(sign_part(raw, sign)).max())}
         if localize:
             check_cancelled()
             box, mask = locate(m)
