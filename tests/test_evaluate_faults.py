@@ -326,9 +326,10 @@ def test_a_batch_size_below_one_is_a_usage_error_from_the_command(args):
     assert "Traceback" not in done.stderr
 
 
-def test_workers_start_at_once_each_with_one_thread():
+def test_workers_start_at_once_each_with_one_thread(monkeypatch):
     from deepinside.evaluate.runner import start_workers
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # ours, whatever the suite runs with
     pool = start_workers(2)
     try:
         for _ in range(100):  # started, without a task of ours reaching them yet
@@ -341,7 +342,7 @@ def test_workers_start_at_once_each_with_one_thread():
         assert envs == {"1"}
     finally:
         pool.shutdown()
-    assert os.environ.get("OMP_NUM_THREADS") != "1"  # ours is restored
+    assert os.environ.get("OMP_NUM_THREADS") == "2"  # ours is restored
 
 
 def test_duplicate_records_and_foreign_lines(tmp_path):
