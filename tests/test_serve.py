@@ -88,7 +88,8 @@ def test_classify_is_the_command_line_s_answer(client, clf, tmp_path, capsys):
 def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
     data = png_bytes(2, size=(37, 61))
     r = client.post("/v1/explain", files={"image": ("a.png", data)},
-                    data={"method": "gradcam", "target": "class3", "localize": "true"})
+                    data={"method": "gradcam", "target": "class3", "localize": "true",
+                          "values": "true"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["target"] == {"class": 3, "name": "class3"} and body["method"] == "gradcam"
@@ -98,6 +99,8 @@ def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
     [want], _, _ = deepinside.photo_maps(clf, [photo], [3], method="gradcam")
     assert got.shape == want.shape == (37, 61)
     np.testing.assert_allclose(got, want / want.max(), atol=2 / 65535)
+    values = np.frombuffer(base64.b64decode(body["map"]["f32"]), "<f4").reshape(37, 61)
+    np.testing.assert_allclose(values, want, rtol=1e-6, atol=1e-6 * float(want.max()))
     x0, y0, x1, y1 = body["box"]
     assert 0 <= x0 < x1 <= 61 and 0 <= y0 < y1 <= 37
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
@@ -255,8 +258,25 @@ def test_no_request_gets_a_5xx(client, method, target, params, localize):
 
 
 def test_the_page_is_served(client):
+    import re
+
     r = client.get("/")
     assert r.status_code == 200 and "<html" in r.text.lower()
+    assert '<script type="module" src="/static/main.js">' in r.text
+    # every module the page imports, and theirs, is served as JavaScript (module scripts load
+    # only with a JavaScript type), with no build step and nothing from elsewhere
+    todo, seen = ["main.js"], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        js = client.get(f"/static/{name}")
+        assert js.status_code == 200, name
+        assert js.headers["content-type"].split(";")[0] == "text/javascript", name
+        for dep in re.findall(r'^import .* from "\./([\w-]+\.js)";$', js.text, re.M):
+            if dep not in seen:
+                todo.append(dep)
+        assert "http://" not in js.text and "https://" not in js.text, name
+    assert len(seen) > 10  # one idea a module
 
 
 def test_the_command_starts_prints_its_url_and_stops_on_ctrl_c():

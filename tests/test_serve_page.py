@@ -179,7 +179,8 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         after = page.eval_on_selector("#overlay-layer", "e => getComputedStyle(e).opacity")
         assert float(before) == pytest.approx(0.5) and float(after) == pytest.approx(0.2)
 
-        # Downloads: the map PNG, the overlay PNG, the JSON, and a .npy equal to the PNG.
+        # Downloads: the map PNG, the overlay PNG, the JSON, and a .npy of the map's own
+        # values (map.f32 of the answer), which the PNG shows scaled to its maximum.
         href = page.get_attribute("#dl-map", "href")
         assert href == map1
         assert page.get_attribute("#dl-overlay", "href").startswith("data:image/png")
@@ -193,7 +194,11 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         dl.value.save_as(npy)
         arr = np.load(npy)
         assert arr.dtype == np.float32 and arr.shape == png.shape
-        np.testing.assert_array_equal(arr, (png / 65535).astype(np.float32))
+        sent = page.evaluate("async () => (await (await fetch("
+                             "document.querySelector('#dl-json').href)).json()).map.f32")
+        np.testing.assert_array_equal(arr, np.frombuffer(base64.b64decode(sent), "<f4")
+                                      .reshape(png.shape))
+        np.testing.assert_allclose(png / 65535, arr / arr.max(), atol=2 / 65535)
 
         # Class models: 4 steps of goldfish, the progress reaches the end, one image.
         page.click("#tab-classmodel")

@@ -20,7 +20,7 @@ from PIL import Image
 from .bodies import json_body, multipart_form, parse_json
 from .context import Server
 from .params import check_params
-from .photos import check_upload, decode_photo, map_png, png
+from .photos import check_upload, decode_photo, map_f32, map_png, png
 from .problems import Problem, responses
 from .worker import Cancelled, check_cancelled
 
@@ -45,7 +45,11 @@ EXPLAIN_BODY = _form_body({
     "target": {"type": "string", "description": "a class name or index (default: the top-1)"},
     "params": {"type": "string", "description": "a JSON object of the method's parameters "
                                                 "(see /v1/methods)"},
-    "localize": {"type": "boolean", "default": False}}, ["image"])
+    "localize": {"type": "boolean", "default": False},
+    "values": {"type": "boolean", "default": False,
+               "description": "also send the map's own values as map.f32 (base64 float32, "
+                              "little-endian, row-major, height x width, with their sign)"}},
+    ["image"])
 KSERVE_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["instances"], "additionalProperties": False,
     "properties": {
@@ -130,7 +134,7 @@ def router(server: Server) -> APIRouter:
                                                                                   []))
 
     def explain(data: bytes, method: str, target, params: dict, localize: bool,
-                what: str = "image") -> dict:
+                what: str = "image", values: bool = False) -> dict:
         t0 = time.perf_counter()
         photo = decode_photo(data, limits, what)
         check_cancelled()
@@ -171,6 +175,8 @@ def router(server: Server) -> APIRouter:
             "target": named if not sums else {**named, "classes": classes},
             "top": clf.top_classes(logits[None])[0],
             "map": {**size, "png": map_png(m)}, "box": None, "mask_png": None}
+        if values:
+            out["map"]["f32"] = map_f32(raw)
         if more:
             out["more"] = [{"class": c, "name": clf.short_name(c),
                             "map": {**size, "png": map_png(mm)}}
@@ -240,7 +246,8 @@ def router(server: Server) -> APIRouter:
     async def explain_route(request: Request):
         """A method's map of a photo, its overlay and (``localize``) the object's box."""
         form = await multipart_form(request, files={"image"},
-                                    fields={"method", "target", "params", "localize"})
+                                    fields={"method", "target", "params", "localize",
+                                            "values"})
         if "image" not in form:
             raise Problem(422, "Bad request", "image: a photo file is required")
         raw = form.get("params") or ""
@@ -248,10 +255,12 @@ def router(server: Server) -> APIRouter:
         method, opts = method_and_params(form.get("method") or "gradient", given)
         target = server.target_of(form.get("target"))
         localize = _bool(form.get("localize", "false"), "localize")
+        values = _bool(form.get("values", "false"), "values")
         data = await form["image"].read()
         check_upload(data, limits)
         # the answer is JSON already: no need for FastAPI's encoder to walk its PNG strings
-        return JSONResponse(await worker.run(explain, data, method, target, opts, localize))
+        return JSONResponse(await worker.run(explain, data, method, target, opts, localize,
+                                             "image", values))
 
     @api.post("/v1/models/{name}:explain", tags=["model"],
               openapi_extra={"requestBody": KSERVE_BODY},
