@@ -11,9 +11,21 @@ export function currentMethod() {
   return state.methods.find((m) => m.name === name) || null;
 }
 
-/** The method's inputs. */
+/** A signed method drawn with its sign reduces the colour channels by their sum: its default
+ * (sum_abs) would drop the sign (the server does the same when reduce is left out). */
+export function matchReduce() {
+  const m = currentMethod();
+  const input = $("param-reduce");
+  if (!m || !m.signed || !input || !m.params.reduce) return;
+  input.value = $("sign-select").value === "absolute" ? String(m.params.reduce.default) : "sum";
+}
+
+/** The method's inputs and, for a signed method, the sign selector. */
 export function showMethod() {
-  renderParams(currentMethod());
+  const m = currentMethod();
+  renderParams(m);
+  $("sign-field").hidden = !(m && m.signed);
+  matchReduce();
 }
 
 function fillClasses() {

@@ -25,7 +25,9 @@ export async function explain(ev) {
   try {
     const res = await api("/v1/explain", {
       method: "POST",
-      body: explainForm(method, params, { localize: true, values: true }),
+      body: explainForm(method, params, {
+        localize: true, values: true, sign: $("sign-field").hidden ? "" : $("sign-select").value,
+      }),
     });
     hideBanner();
     if (!state.target && res.target && res.target.class !== undefined) {

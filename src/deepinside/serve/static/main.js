@@ -2,11 +2,12 @@
  * module. The HTTP API is described in docs/serve.md. */
 
 import { setupBanner } from "./banner.js";
-import { loadCatalogue, showMethod } from "./catalogue.js";
+import { loadCatalogue, matchReduce, showMethod } from "./catalogue.js";
 import { setupClassModels } from "./classmodels.js";
 import { compare } from "./compare.js";
 import { $ } from "./dom.js";
 import { explain } from "./explain.js";
+import { setupHover } from "./hover.js";
 import { classify, setupPhoto } from "./photo.js";
 import { setupResult } from "./result.js";
 import { state } from "./state.js";
@@ -27,9 +28,11 @@ setupToken(() => {
 setupTabs();
 setupPhoto();
 setupResult();
+setupHover();
 setupClassModels();
 setupUnits();
 $("method-select").addEventListener("change", showMethod);
+$("sign-select").addEventListener("change", matchReduce);
 $("class-input").addEventListener("input", onClassTyped);
 $("class-input").addEventListener("change", onClassTyped);
 $("explain-form").addEventListener("submit", explain);

@@ -1,6 +1,7 @@
 /* An explanation on the page: photo, map, overlay, box and mask, and its downloads. */
 
 import { $, pngUrl } from "./dom.js";
+import { showScale } from "./scale.js";
 import { state } from "./state.js";
 import { mapValues, npyBlob } from "./values.js";
 
@@ -79,6 +80,8 @@ export async function showResult(res) {
   $("map-img").src = pngUrl(res.map && res.map.png);
   $("overlay-img").src = pngUrl(res.overlay_png);
   $("overlay-layer").src = pngUrl(res.overlay_png);
+  $("hover-value").textContent = "";
+  showScale(res.scale);
   applyOpacity();
 
   const mask = $("mask-layer");
