@@ -269,6 +269,57 @@ def test_unit_job_and_the_librarys_default_steps(client):
     assert last == {"state": "done", "step": 200, "total": mode_defaults("paper")["steps"]}
 
 
+def _finished(client, body: dict) -> dict:
+    r = client.post("/v1/classmodel", json=body)
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    with client.stream("GET", f"/v1/jobs/{job}/events") as s:
+        for _ in s.iter_lines():
+            pass
+    return client.get(f"/v1/jobs/{job}").json()
+
+
+def test_neuron_layer_and_direction_jobs_are_the_library_s_objectives(client, clf):
+    from deepinside.classmodel import direction, layer, neuron, visualize
+    from deepinside.render import uint8_images
+
+    weights = [1.0, -0.5, 0, 0, 2, 0, 0, 0.25]  # features.5 has 8 channels
+    for body, objective, name in [
+            ({"neuron": "features.5:3:2:5"}, neuron("features.5", 3, 2, 5), "features.5:3:2:5"),
+            ({"neuron": "features.5:3"}, neuron("features.5", 3), "features.5:3"),
+            ({"layer": "features.5"}, layer("features.5"), "features.5"),
+            ({"layer": "features.5", "direction": weights}, direction("features.5", weights),
+             "features.5 (direction)")]:
+        status = _finished(client, {**body, "steps": 3})
+        assert status["state"] == "done", status["error"]
+        [image] = status["images"]
+        assert image["name"] == name
+        want = visualize(clf, objective, mode="lucid", steps=3, snapshots=3)
+        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(image["png"]))))
+        np.testing.assert_array_equal(got, uint8_images(want.images)[0])
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"layer": "features.55"}, "layer: no layer of the model matches 'features.55'"),
+    ({"layer": "featurez.5"}, "features.5"),  # the close names
+    ({"neuron": "features.5:99"}, "neuron: channel out of range: layer 'features.5' has 8"),
+    ({"neuron": "features.5:1:16:0"}, "neuron: neuron position (x=16, y=0) is outside"),
+    ({"neuron": "features.5:one"}, "neuron: the channel must be a whole number"),
+    ({"neuron": "features.5"}, "neuron: must be LAYER:CHANNEL or LAYER:CHANNEL:X:Y"),
+    ({"unit": "features.5:8"}, "unit: channel out of range"),
+    ({"layer": "head"}, "layer: layer 'head' outputs Tensor[1, 6]: it is a vector"),
+    ({"direction": [1.0]}, "direction: needs layer"),
+    ({"layer": "features.5", "direction": [1.0, 2.0]}, "direction has 2 values"),
+    ({"layer": "features.5", "direction": "up"}, "direction: must be a list"),
+    ({"layer": "features.5", "direction": [True]}, "direction: must be a list"),
+    ({"layer": "features.5", "unit": "features.5:1"}, "give one of classes, unit, neuron"),
+    ({"neuron": "features.5:1", "classes": [1]}, "give one of classes"),
+    ({"layer": 5}, "layer: must be a layer name"),
+])
+def test_a_bad_unit_is_422_naming_the_field_before_any_job(client, body, words):
+    problem(client.post("/v1/classmodel", json={**body, "steps": 2}), 422, words)
+
+
 def test_a_full_queue_is_503_with_retry_after_and_slow_is_504(clf):
     from deepinside.serve import ModelWorker
 

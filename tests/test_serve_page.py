@@ -136,7 +136,7 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
     errors: list[str] = []
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        _watch(page, errors)
+        _watch(page, errors, ignore=("422",))  # the bad layer, on purpose
         _open(page, server)
         assert page.title() == "deepinside"
 
@@ -221,13 +221,35 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         page.click("#tab-units")
         assert page.is_visible("#panel-units") and page.is_hidden("#panel-classmodel")
         assert page.get_attribute("#cm-steps", "placeholder") == "default"  # the library's
-        page.fill("#un-unit", "blocks.5:17")
+        assert page.is_hidden("#un-x") and page.is_hidden("#un-direction")
+        assert page.evaluate("[...document.querySelectorAll('#layer-list option')]"
+                             ".some(o => o.value === 'blocks.5')")  # the model's layers
+        page.fill("#un-layer", "blocks.5")
+        page.fill("#un-channel", "17")
         page.fill("#un-steps", "3")
         page.click("#un-btn")
         page.wait_for_function("document.querySelectorAll('#un-images figure:not(.evolution)"
                                " > img').length === 1", timeout=WAIT_MS)
         assert "blocks.5:17" in page.inner_text("#un-images figcaption")
         assert "per step" in page.inner_text("#un-progress-text")
+        # a neuron: a channel at one position of the layer's grid
+        page.select_option("#un-kind", "neuron")
+        assert page.is_visible("#un-x") and page.is_visible("#un-channel")
+        page.fill("#un-x", "3")
+        page.fill("#un-y", "4")
+        page.fill("#un-steps", "2")
+        page.click("#un-btn")
+        page.wait_for_function("document.querySelector('#un-images figcaption') && document"
+                               ".querySelector('#un-images figcaption').textContent"
+                               ".includes('blocks.5:17:3:4')", timeout=WAIT_MS)
+        # a whole layer (DeepDream): no channel; a bad layer is the server's sentence
+        page.select_option("#un-kind", "layer")
+        assert page.is_hidden("#un-channel") and page.is_visible("#un-direction")
+        page.fill("#un-layer", "blocks.55")
+        page.click("#un-btn")
+        page.wait_for_selector("#banner:not([hidden])", timeout=WAIT_MS)
+        assert "did you mean" in page.inner_text("#banner")
+        page.click("#banner-close")
 
         assert page.is_hidden("#banner"), page.inner_text("#banner")
         page.close()

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -25,6 +26,7 @@ from .bodies import json_body
 from .context import Server
 from .photos import png
 from .problems import Problem, responses
+from .units import UNIT_FIELDS, check_unit, read_unit
 from .worker import Cancelled, Work
 
 __all__ = ["Job", "JobStore", "router"]
@@ -46,6 +48,16 @@ CLASSMODEL_BODY = {
             "unit": {"type": "string", "maxLength": 200,
                      "description": "LAYER:CHANNEL instead of classes: a channel's feature "
                                     "visualisation (docs/visualize.md)"},
+            "neuron": {"type": "string", "maxLength": 200,
+                       "description": "LAYER:CHANNEL or LAYER:CHANNEL:X:Y instead of classes: "
+                                      "one position of a channel on the layer's grid "
+                                      "(default its centre)"},
+            "layer": {"type": "string", "maxLength": 200,
+                      "description": "LAYER instead of classes: the whole layer (DeepDream's "
+                                     "mean square), or with direction a direction of its "
+                                     "channels"},
+            "direction": {"type": "array", "items": {"type": "number"}, "minItems": 1,
+                          "description": "with layer: a weight per channel of the layer"},
             "steps": {"type": "integer", "minimum": 1,
                       "description": "ascent steps (default: the library's, mode_defaults; "
                                      "at most the server's limit)"}}}}},
@@ -77,7 +89,8 @@ class Job:
     error: str | None = None
     ended: float | None = None  # time.monotonic() when it ended
     work: Work | None = None
-    unit: tuple[str, int] | None = None  # (layer, channel): a unit's visualisation
+    objective: Any = None  # a unit's visualisation (deepinside.classmodel.Objective)
+    unit_name: str = ""
     seconds_per_step: float | None = None
 
     def status(self) -> dict:
@@ -150,145 +163,163 @@ class JobStore:
             _trim_memory()
 
 
-def router(server: Server) -> APIRouter:
-    """The routes of class-model jobs."""
+def run_job(server: Server, job: Job) -> None:
+    """A job's work, in the model worker: its images and their evolution, or its error."""
     import deepinside
-    from deepinside.classmodel import channel, mode_defaults, visualize
+    from deepinside.classmodel import visualize
     from deepinside.render import uint8_images
 
-    api = APIRouter(tags=["class models"])
-    clf, limits, worker = server.clf, server.limits, server.worker
-    store = JobStore(limits.job_ttl, limits.jobs_per_client)
-    worker.on_idle.append(store.purge)
-    fast = server.engine.get("fast", True)
+    if job.state == "cancelled":
+        return
+    job.state = "running"
+    t0 = time.perf_counter()
 
-    def run_job(job: Job) -> None:
-        if job.state == "cancelled":
-            return
-        job.state = "running"
-        t0 = time.perf_counter()
+    def progress(n: int) -> None:
+        job.step += n
+        job.seconds_per_step = (time.perf_counter() - t0) / job.step
+        server.worker.between_steps()  # waiting requests go first; stop if cancelled
 
-        def progress(n: int) -> None:
-            job.step += n
-            job.seconds_per_step = (time.perf_counter() - t0) / job.step
-            worker.between_steps()  # waiting requests go first; stop if cancelled
+    clf = server.clf
+    try:
+        opts = {"mode": job.mode, "steps": job.total, "snapshots": min(6, job.total),
+                "progress": progress, "fast": server.engine.get("fast", True)}
+        if job.objective is not None:
+            r = visualize(clf, job.objective, **opts)
+            images = [{"name": job.unit_name, "png": png(a)} for a in uint8_images(r.images)]
+        else:
+            r = deepinside.class_model(clf, job.classes, **opts)
+            images = [{"class": c, "name": clf.short_name(c), "png": png(a)}
+                      for c, a in zip(job.classes, uint8_images(r.images))]
+        evolution = [{"step": k, "png": [png(a) for a in uint8_images(snap)]}
+                     for k, snap in zip(r.snapshot_steps, r.snapshots)]
+        if job.state != "cancelled":
+            job.images, job.evolution, job.state = images, evolution, "done"
+    except Cancelled:
+        if job.state != "cancelled":
+            job.state, job.error = "error", (f"stopped after {server.limits.job_timeout:g} s "
+                                             "(the server's time limit for a job)")
+    except Exception as e:  # noqa: BLE001 - the job reports an id; the log has the rest
+        error_id = uuid.uuid4().hex[:12]
+        log.error("error %s in a class-model job", error_id, exc_info=e)
+        job.state, job.error = "error", f"an unexpected error (error id {error_id})"
+    finally:
+        job.ended = time.monotonic()
 
+
+def _steps(body: dict, mode: str, units: bool, most: int) -> int:
+    from deepinside.classmodel import mode_defaults
+
+    steps = body.get("steps", mode_defaults(mode, units=units)["steps"])
+    if not isinstance(steps, int) or isinstance(steps, bool):
+        raise Problem(422, "Bad request", "steps: must be an integer")
+    if not 1 <= steps <= most:
+        raise Problem(422, "Parameter out of bounds", f"steps: must be between 1 and {most}")
+    return steps
+
+
+def _classes(names: object, clf) -> list[int]:
+    if not isinstance(names, list) or not 1 <= len(names) <= 10:
+        raise Problem(422, "Bad request", "classes: must be a list of 1 to 10 class names "
+                                          "or indices (or give unit, neuron or layer)")
+    idx = []
+    for i, n in enumerate(names):
+        if isinstance(n, bool) or not isinstance(n, (int, str)):
+            raise Problem(422, "Bad request", f"classes.{i}: must be a name or an index")
         try:
-            opts = {"mode": job.mode, "steps": job.total, "snapshots": min(6, job.total),
-                    "progress": progress, "fast": fast}
-            if job.unit is not None:
-                r = visualize(clf, channel(*job.unit), **opts)
-                images = [{"name": f"{job.unit[0]}:{job.unit[1]}", "png": png(a)}
-                          for a in uint8_images(r.images)]
-            else:
-                r = deepinside.class_model(clf, job.classes, **opts)
-                images = [{"class": c, "name": clf.short_name(c), "png": png(a)}
-                          for c, a in zip(job.classes, uint8_images(r.images))]
-            evolution = [{"step": k, "png": [png(a) for a in uint8_images(snap)]}
-                         for k, snap in zip(r.snapshot_steps, r.snapshots)]
-            if job.state != "cancelled":
-                job.images, job.evolution, job.state = images, evolution, "done"
-        except Cancelled:
-            if job.state != "cancelled":
-                job.state, job.error = "error", (f"stopped after {limits.job_timeout:g} s "
-                                                 "(the server's time limit for a job)")
-        except Exception as e:  # noqa: BLE001 - the job reports an id; the log has the rest
-            error_id = uuid.uuid4().hex[:12]
-            log.error("error %s in a class-model job", error_id, exc_info=e)
-            job.state, job.error = "error", f"an unexpected error (error id {error_id})"
-        finally:
-            job.ended = time.monotonic()
+            idx.append(clf.class_index(n if isinstance(n, int) else n.strip()[:200]))
+        except ValueError as e:  # names the class and offers close matches
+            raise Problem(422, "Unknown class", f"classes.{i}: {e}") from None
+    return idx
+
+
+async def read_job(body: object, server: Server, client: str) -> Job:
+    """The job a ``POST /v1/classmodel`` body asks for, or a 422 :class:`Problem` naming the
+    field; a unit is tried once on a grey image in the worker (under the request's limit)."""
+    if not isinstance(body, dict):
+        raise Problem(422, "Bad request", "the body must be a JSON object")
+    unknown = set(body) - {"classes", "mode", "steps", "direction", *UNIT_FIELDS}
+    if unknown:
+        raise Problem(422, "Bad request", f"{sorted(unknown)[0][:40]}: unknown field (the "
+                      "body has classes, or unit, neuron or layer [with direction]; mode, "
+                      "steps)")
+    mode = body.get("mode", "lucid")
+    if mode not in MODES:
+        raise Problem(422, "Bad request", f"mode: must be one of {', '.join(MODES)}")
+    unit = read_unit(body, server.clf)
+    steps = _steps(body, mode, unit is not None, server.limits.max_classmodel_steps)
+    if unit is None:
+        return Job(_classes(body.get("classes"), server.clf), mode, steps, client=client)
+    field_name = next(f for f in UNIT_FIELDS if body.get(f) is not None)
+    await server.worker.run(check_unit, server.clf, unit[0], field_name,
+                            server.engine.get("fast", True))
+    return Job([], mode, steps, client=client, objective=unit[0], unit_name=unit[1])
+
+
+JOB_ANSWERS = {
+    "post": {202: {"description": "the job is queued", "content": {"application/json": {
+        "schema": {"type": "object", "required": ["job"],
+                   "properties": {"job": {"type": "string"}}}}}},
+             **responses(413, 415, 422, 429, 503, 504)},
+    "get": {200: {"description": "the job's state and result",
+                  "content": {"application/json": {"schema": JOB_SCHEMA}}}, **responses(404)},
+    "delete": {204: {"description": "the job is stopped and forgotten"}, **responses(404)},
+    "events": {200: {"description": "server-sent events: data: {state, step, total}",
+                     "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+               **responses(404)},
+}
+
+
+async def _events(job: Job):
+    """The job's progress as server-sent events, until it ends."""
+    last = None
+    while True:
+        now = {"state": job.state, "step": job.step, "total": job.total}
+        if now != last:
+            yield f"data: {json.dumps(now)}\n\n"
+            last = now
+        if job.state in ENDED:
+            return
+        await asyncio.sleep(0.1)
+
+
+def router(server: Server) -> APIRouter:
+    """The routes of class-model and unit jobs."""
+    api = APIRouter(tags=["class models"])
+    store = JobStore(server.limits.job_ttl, server.limits.jobs_per_client)
+    server.worker.on_idle.append(store.purge)
 
     @api.post("/v1/classmodel", status_code=202, openapi_extra={"requestBody": CLASSMODEL_BODY},
-              responses={202: {"description": "the job is queued", "content": {
-                  "application/json": {"schema": {"type": "object", "required": ["job"],
-                                                  "properties": {"job": {"type": "string"}}}}}},
-                         **responses(413, 415, 422, 429, 503)})
+              responses=JOB_ANSWERS["post"])
     async def classmodel(request: Request):
-        """Start a class-model job (Simonyan et al. 2013, section 2)."""
-        body = await json_body(request, limits.max_json_depth)
-        if not isinstance(body, dict):
-            raise Problem(422, "Bad request", "the body must be a JSON object")
-        unknown = set(body) - {"classes", "unit", "mode", "steps"}
-        if unknown:
-            raise Problem(422, "Bad request", f"{sorted(unknown)[0][:40]}: unknown field (the "
-                                              "body has classes or unit, mode, steps)")
-        names, unit, mode = body.get("classes"), body.get("unit"), body.get("mode", "lucid")
-        if mode not in MODES:
-            raise Problem(422, "Bad request", f"mode: must be one of {', '.join(MODES)}")
-        steps = body.get("steps", mode_defaults(mode, units=unit is not None)["steps"])
-        where = None
-        if unit is not None:
-            layer, _, k = unit.rpartition(":") if isinstance(unit, str) else ("", "", "")
-            if names is not None or not layer or not k.isdigit():
-                raise Problem(422, "Bad request", "unit: must be LAYER:CHANNEL, e.g. "
-                                                  "blocks.5:17, without classes")
-            try:
-                channel(layer, int(k)).check(clf)
-            except ValueError as e:
-                raise Problem(422, "Unknown unit", str(e)[:300]) from None
-            where, names = (layer, int(k)), []
-        elif not isinstance(names, list) or not 1 <= len(names) <= 10:
-            raise Problem(422, "Bad request", "classes: must be a list of 1 to 10 class names "
-                                              "or indices (or give unit)")
-        if not isinstance(steps, int) or isinstance(steps, bool):
-            raise Problem(422, "Bad request", "steps: must be an integer")
-        if not 1 <= steps <= limits.max_classmodel_steps:
-            raise Problem(422, "Parameter out of bounds",
-                          f"steps: must be between 1 and {limits.max_classmodel_steps}")
-        idx = []
-        for i, n in enumerate(names):
-            if isinstance(n, bool) or not isinstance(n, (int, str)):
-                raise Problem(422, "Bad request", f"classes.{i}: must be a name or an index")
-            try:
-                idx.append(clf.class_index(n if isinstance(n, int) else n.strip()[:200]))
-            except ValueError as e:  # names the class and offers close matches
-                raise Problem(422, "Unknown class", f"classes.{i}: {e}") from None
-        job = Job(idx, mode, steps, client=request.client.host if request.client else "",
-                  unit=where)
+        """Start a class-model job (Simonyan et al. 2013, section 2), or a unit's (Olah et al.
+        2017)."""
+        body = await json_body(request, server.limits.max_json_depth)
+        job = await read_job(body, server, request.client.host if request.client else "")
         job_id = store.add(job)
         try:
-            job.work = worker.submit(run_job, job, kind="job", seconds=limits.job_timeout)
+            job.work = server.worker.submit(run_job, server, job, kind="job",
+                                            seconds=server.limits.job_timeout)
         except Problem:
             store.jobs.pop(job_id, None)
             raise
         return {"job": job_id}
 
-    @api.get("/v1/jobs/{job_id}", responses={200: {"description": "the job's state and result",
-                                                   "content": {"application/json": {
-                                                       "schema": JOB_SCHEMA}}},
-                                              **responses(404)})
+    @api.get("/v1/jobs/{job_id}", responses=JOB_ANSWERS["get"])
     async def job_status(job_id: str):
         """A job's state, and its images once done."""
         return store.get(job_id).status()
 
     @api.delete("/v1/jobs/{job_id}", status_code=204, response_class=Response,
-                responses={204: {"description": "the job is stopped and forgotten"},
-                           **responses(404)})
+                responses=JOB_ANSWERS["delete"])
     async def job_delete(job_id: str):
         """Stop a job (at its next step if it runs) and forget it and its result."""
         store.cancel(job_id)
         return Response(status_code=204)
 
     @api.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse,
-             responses={200: {"description": "server-sent events: data: {state, step, total}",
-                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                        **responses(404)})
+             responses=JOB_ANSWERS["events"])
     async def job_events(job_id: str):
         """The job's progress as server-sent events, until it ends."""
-        job = store.get(job_id)
-
-        async def stream():
-            last = None
-            while True:
-                now = {"state": job.state, "step": job.step, "total": job.total}
-                if now != last:
-                    yield f"data: {json.dumps(now)}\n\n"
-                    last = now
-                if job.state in ENDED:
-                    return
-                await asyncio.sleep(0.1)
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return StreamingResponse(_events(store.get(job_id)), media_type="text/event-stream")
 
     return api

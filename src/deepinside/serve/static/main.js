@@ -14,9 +14,10 @@ import { state } from "./state.js";
 import { setupTabs } from "./tabs.js";
 import { onClassTyped } from "./target.js";
 import { setupToken } from "./token.js";
-import { setupUnits } from "./units.js";
+import { fillLayers, setupUnits } from "./units.js";
 
 function afterCatalogue() {
+  fillLayers();
   if (state.file && !state.top.length) classify();
 }
 
