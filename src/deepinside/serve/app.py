@@ -7,7 +7,9 @@ Photos are checked by content (JPEG, PNG, WebP, GIF's first frame; else 415), si
 pixel count (413). Every error is ``application/problem+json`` with a sentence in ``detail``.
 Nothing is written to disk: bodies and uploads stay in memory.
 
-The routes live in :mod:`.api` (the model), :mod:`.jobs` (class-model jobs) and :mod:`.pages`.
+The routes live in :mod:`.api` (the model; the work they hand the worker in :mod:`.explain`,
+what it draws in :mod:`.figures`), :mod:`.jobs` (class-model and unit jobs; units read in
+:mod:`.units`) and :mod:`.pages` (the page: ES modules under ``static/``).
 """
 
 from __future__ import annotations

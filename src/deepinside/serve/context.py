@@ -33,6 +33,18 @@ class Server:
     engine: dict[str, Any] = field(default_factory=dict)
     infos: dict[str, Any] = field(default_factory=dict)
     specs: dict[str, dict] = field(default_factory=dict)
+    _engine_of: dict[str, dict] = field(default_factory=dict, repr=False)
+
+    def engine_for(self, method: str) -> dict[str, Any]:
+        """The engine switches ``method`` takes (of ``fast``, ``amp``, ``compiled``)."""
+        if method not in self._engine_of:
+            import inspect
+
+            import deepinside
+
+            keywords = inspect.signature(deepinside.get_method(method)).parameters
+            self._engine_of[method] = {k: v for k, v in self.engine.items() if k in keywords}
+        return self._engine_of[method]
 
     def target_of(self, text: str | None, field_name: str = "target"):
         """A request's target, read as the command line reads ``--target`` (an index, a name,
