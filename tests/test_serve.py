@@ -228,6 +228,22 @@ def test_kserve_explain_shape(client):
     assert len(body["predictions"]) == len(body["explanations"]) == 2
     assert body["explanations"][0]["target"]["class"] == 2
     assert {"top"} == set(body["predictions"][0])
+    # a signed method: the same map, params and scale as /v1/explain's, in the sign asked
+    for sign in ("all", "negative"):
+        r = client.post("/v1/models/tiny:explain", json={"instances": [{"image_b64": b64}],
+                        "parameters": {"method": "integrated_gradients", "target": 1,
+                                       "params": {"steps": 4}, "sign": sign}})
+        assert r.status_code == 200, r.text
+        [got] = r.json()["explanations"]
+        want = client.post("/v1/explain", files={"image": ("a.png", png_bytes(3))}, data={
+            "method": "integrated_gradients", "target": "1", "params": '{"steps": 4}',
+            "sign": sign}).json()
+        assert got["params"] == want["params"] == {"steps": 4, "reduce": "sum"}
+        assert got["map"] == want["map"] and got["scale"] == want["scale"]
+        assert got["scale"]["sign"] == sign
+    problem(client.post("/v1/models/tiny:explain", json={"instances": [{"image_b64": b64}],
+                                                         "parameters": {"sign": 1}}),
+            422, "parameters.sign: must be one of")
     problem(client.post("/v1/models/other:explain", json={"instances": []}), 404, "serves")
     problem(client.post("/v1/models/tiny:explain", json={"nope": 1}), 422, "instances")
 

@@ -82,7 +82,9 @@ KSERVE_BODY = {"required": True, "content": {"application/json": {"schema": {
         "parameters": {"type": "object", "additionalProperties": False, "properties": {
             "method": {"type": "string"},
             "target": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-            "params": {"type": "object"}}}}}}}}
+            "params": {"type": "object"},
+            "sign": {"type": "string",
+                     "enum": ["auto", "absolute", "positive", "negative", "all"]}}}}}}}}
 
 
 def _bool(text: str, field: str) -> bool:
@@ -168,6 +170,10 @@ async def kserve_request(server: Server, name: str, request: Request) -> dict:
         raise Problem(422, "Bad request", "parameters: must be an object")
     method, opts = method_and_params(server, str(parameters.get("method", "gradient")),
                                      parameters.get("params") or {})
+    signed = server.infos[method].signed
+    given = parameters.get("sign")
+    sign = read_sign(None if given is None else str(given), signed, "parameters.sign")
+    opts = sign_options(signed, server.specs[method], opts, sign)
     target = parameters.get("target")
     if isinstance(target, bool) or not isinstance(target, (str, int, type(None))):
         raise Problem(422, "Bad request", "parameters.target: must be a class name or index")
@@ -178,13 +184,14 @@ async def kserve_request(server: Server, name: str, request: Request) -> dict:
         out = []
         for i, data in enumerate(photos):
             check_cancelled()
-            out.append(explain(server, data, method, c, opts, True, f"instances.{i}.image_b64"))
+            out.append(explain(server, data, method, c, opts, True, f"instances.{i}.image_b64",
+                               sign=sign))
         return out
 
     answers = await server.worker.run(explain_all)
     return {"predictions": [{"top": r["top"]} for r in answers],
-            "explanations": [{k: r[k] for k in ("method", "target", "map", "box", "timing_ms")}
-                             for r in answers]}
+            "explanations": [{k: r[k] for k in ("method", "params", "target", "map", "scale",
+                                                "box", "timing_ms")} for r in answers]}
 
 
 def _catalogue_routes(api: APIRouter, server: Server) -> None:
