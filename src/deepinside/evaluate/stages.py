@@ -196,5 +196,5 @@ def _score_maps(s: MethodScores, model: Classifier, fn: Callable, x: torch.Tenso
         s.add("deletion_auc", c.deletion_auc.tolist())
         s.add("insertion_auc", c.insertion_auc.tolist())
     if spec.randomization:
-        rt = randomization_test(model, x, fn, labels, points=1, original=maps)
+        rt = randomization_test(model, x, method=fn, target=labels, points=1, original=maps)
         s.add("randomization_corr", rt.final.tolist())
