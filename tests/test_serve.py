@@ -88,7 +88,8 @@ def test_classify_is_the_command_line_s_answer(client, clf, tmp_path, capsys):
 def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
     data = png_bytes(2, size=(37, 61))
     r = client.post("/v1/explain", files={"image": ("a.png", data)},
-                    data={"method": "gradcam", "target": "class3", "localize": "true"})
+                    data={"method": "gradcam", "target": "class3", "localize": "true",
+                          "values": "true"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["target"] == {"class": 3, "name": "class3"} and body["method"] == "gradcam"
@@ -98,11 +99,60 @@ def test_explain_returns_the_library_s_map_at_the_photo_s_size(client, clf):
     [want], _, _ = deepinside.photo_maps(clf, [photo], [3], method="gradcam")
     assert got.shape == want.shape == (37, 61)
     np.testing.assert_allclose(got, want / want.max(), atol=2 / 65535)
+    values = np.frombuffer(base64.b64decode(body["map"]["f32"]), "<f4").reshape(37, 61)
+    np.testing.assert_allclose(values, want, rtol=1e-6, atol=1e-6 * float(want.max()))
     x0, y0, x1, y1 = body["box"]
     assert 0 <= x0 < x1 <= 61 and 0 <= y0 < y1 <= 37
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
     assert overlay.mode == "RGB" and overlay.size == (61, 37)
     assert set(body["timing_ms"]) == {"map", "render"}
+
+
+def test_explain_draws_a_signed_map_in_the_sign_asked_with_its_scale(client, clf):
+    from deepinside.render import signed_overlay
+
+    data = png_bytes(4, size=(33, 41))
+    photo = Image.open(io.BytesIO(data)).convert("RGB")
+    [want], _, _ = deepinside.photo_maps(clf, [photo], [2], method="integrated_gradients",
+                                         steps=8, reduce="sum")
+    assert want.min() < 0 < want.max()  # a map with both signs
+    for sign in ("all", "positive", "negative", "absolute", None):
+        form = {"method": "integrated_gradients", "target": "2", "values": "true",
+                "params": json.dumps({"steps": 8})}
+        if sign is not None:
+            form["sign"] = sign
+        r = client.post("/v1/explain", files={"image": ("a.png", data)}, data=form)
+        assert r.status_code == 200, r.text
+        body, sign = r.json(), sign or "all"  # a signed method's default: all
+        scale = body["scale"]
+        values = np.frombuffer(base64.b64decode(body["map"]["f32"]), "<f4").reshape(33, 41)
+        # the sign is kept (reduce=sum, as the CLI's --sign) unless drawn as magnitudes
+        assert body["params"] == ({"steps": 8} if sign == "absolute" else
+                                  {"steps": 8, "reduce": "sum"})
+        if sign != "absolute":
+            np.testing.assert_allclose(values, want, atol=1e-5 * np.abs(want).max())
+        part = {"all": values, "positive": np.clip(values, 0, None),
+                "negative": np.clip(-values, 0, None), "absolute": np.abs(values)}[sign]
+        limit = np.percentile(np.abs(part), 99.5)
+        assert scale["sign"] == sign and scale["high"] == pytest.approx(limit, rel=1e-5)
+        assert scale["low"] == (-scale["high"] if sign == "all" else 0.0)
+        assert scale["max_abs"] == pytest.approx(np.abs(part).max(), rel=1e-5)
+        assert scale["cmap"] == {"all": "RdBu_r", "absolute": "jet"}.get(sign, "inferno")
+        bar = np.asarray(Image.open(io.BytesIO(base64.b64decode(scale["bar_png"]))))
+        assert bar.shape == (256, 1, 3)
+        if sign == "all":  # red at the top (for the class), blue at the bottom, white between
+            top, bottom, mid = bar[0, 0].astype(int), bar[-1, 0].astype(int), bar[128, 0]
+            assert top[0] > top[2] + 60 and bottom[2] > bottom[0] + 60 and mid.min() > 200
+            overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png"]))))
+            np.testing.assert_array_equal(overlay, signed_overlay(photo, values, "all",
+                                                                   scale["high"]))
+        shown = decode_map(body["map"]["png"])  # a part's magnitude, scaled to its maximum
+        shown_part = np.clip(values, 0, None) if sign == "all" else part
+        np.testing.assert_allclose(shown, shown_part / shown_part.max(), atol=2 / 65535)
+    problem(client.post("/v1/explain", files={"image": ("a.png", data)},
+                        data={"sign": "both"}), 422, "sign: must be one of absolute")
+    methods = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
+    assert methods["integrated_gradients"]["signed"] and not methods["gradcam"]["signed"]
 
 
 @pytest.mark.parametrize("case", ["no file", "text", "empty", "bomb", "11 MB", "class",
@@ -255,8 +305,25 @@ def test_no_request_gets_a_5xx(client, method, target, params, localize):
 
 
 def test_the_page_is_served(client):
+    import re
+
     r = client.get("/")
     assert r.status_code == 200 and "<html" in r.text.lower()
+    assert '<script type="module" src="/static/main.js">' in r.text
+    # every module the page imports, and theirs, is served as JavaScript (module scripts load
+    # only with a JavaScript type), with no build step and nothing from elsewhere
+    todo, seen = ["main.js"], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        js = client.get(f"/static/{name}")
+        assert js.status_code == 200, name
+        assert js.headers["content-type"].split(";")[0] == "text/javascript", name
+        for dep in re.findall(r'^import .* from "\./([\w-]+\.js)";$', js.text, re.M):
+            if dep not in seen:
+                todo.append(dep)
+        assert "http://" not in js.text and "https://" not in js.text, name
+    assert len(seen) > 10  # one idea a module
 
 
 def test_the_command_starts_prints_its_url_and_stops_on_ctrl_c():

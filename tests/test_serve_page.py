@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import re
 import socket
 import threading
 import time
@@ -179,7 +180,8 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         after = page.eval_on_selector("#overlay-layer", "e => getComputedStyle(e).opacity")
         assert float(before) == pytest.approx(0.5) and float(after) == pytest.approx(0.2)
 
-        # Downloads: the map PNG, the overlay PNG, the JSON, and a .npy equal to the PNG.
+        # Downloads: the map PNG, the overlay PNG, the JSON, and a .npy of the map's own
+        # values (map.f32 of the answer), which the PNG shows scaled to its maximum.
         href = page.get_attribute("#dl-map", "href")
         assert href == map1
         assert page.get_attribute("#dl-overlay", "href").startswith("data:image/png")
@@ -193,7 +195,11 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         dl.value.save_as(npy)
         arr = np.load(npy)
         assert arr.dtype == np.float32 and arr.shape == png.shape
-        np.testing.assert_array_equal(arr, (png / 65535).astype(np.float32))
+        sent = page.evaluate("async () => (await (await fetch("
+                             "document.querySelector('#dl-json').href)).json()).map.f32")
+        np.testing.assert_array_equal(arr, np.frombuffer(base64.b64decode(sent), "<f4")
+                                      .reshape(png.shape))
+        np.testing.assert_allclose(png / 65535, arr / arr.max(), atol=2 / 65535)
 
         # Class models: 4 steps of goldfish, the progress reaches the end, one image.
         page.click("#tab-classmodel")
@@ -223,6 +229,63 @@ def test_page_explains_compares_and_makes_class_models(server, photo, tmp_path):
         assert "blocks.5:17" in page.inner_text("#un-images figcaption")
         assert "per step" in page.inner_text("#un-progress-text")
 
+        assert page.is_hidden("#banner"), page.inner_text("#banner")
+        page.close()
+    assert errors == []
+
+
+def _answer(page) -> dict:
+    """The last /v1/explain answer, as the page offers it for download."""
+    return page.evaluate("async () => (await fetch("
+                         "document.querySelector('#dl-json').href)).json()")
+
+
+def test_page_draws_a_signed_map_in_a_sign_with_its_colour_bar(server, photo):
+    errors: list[str] = []
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        _watch(page, errors)
+        _open(page, server)
+        _choose_photo(page, photo)
+        page.select_option("#method-select", "gradcam")
+        assert page.is_hidden("#sign-field")  # a map of magnitudes has no sign to choose
+        page.select_option("#method-select", "integrated_gradients")
+        assert page.is_visible("#sign-field")
+        assert page.input_value("#sign-select") == "all"  # a signed method's default
+        page.fill("#param-steps", "8")
+        for sign in ("all", "negative"):
+            page.select_option("#sign-select", sign)
+            page.evaluate("document.querySelector('#result-meta').textContent = ''")
+            _explain(page, "integrated_gradients")
+            answer = _answer(page)
+            scale = answer["scale"]
+            assert scale["sign"] == sign
+            # drawn with its sign, the map keeps it (reduce=sum, not the default sum_abs)
+            assert page.input_value("#param-reduce") == answer["params"]["reduce"] == "sum"
+            values = np.frombuffer(base64.b64decode(answer["map"]["f32"]), "<f4")
+            assert values.min() < 0 < values.max()
+            # the bar's labels, top to bottom, are the answer's scale: high to low
+            labels = [float(t) for t in page.locator("#bar-labels li").all_inner_texts()]
+            low, high = scale["low"], scale["high"]
+            assert labels == pytest.approx([low + (high - low) * f
+                                            for f in (1, 0.75, 0.5, 0.25, 0)],
+                                           rel=6e-3, abs=1e-12)
+            assert (labels[-1] < 0 < labels[0]) == (sign == "all")
+            assert page.is_visible("#colour-bar")
+            ramp = page.eval_on_selector("#bar-ramp", "e => [e.offsetWidth, e.offsetHeight,"
+                                                      " getComputedStyle(e).backgroundImage]")
+            overlay_h = page.eval_on_selector("#overlay-img", "e => e.offsetHeight")
+            assert ramp[0] > 5 and abs(ramp[1] - overlay_h) <= 4  # as tall as the overlay
+            assert scale["bar_png"] in ramp[2]
+            assert sign in page.inner_text("#scale-caption")
+        # the value under the pointer, from the map's own values
+        page.hover("#overlay-img")
+        x, y, v = re.fullmatch(r"value at \((\d+), (\d+)\): (\S+)",
+                               page.inner_text("#hover-value")).groups()
+        answer = _answer(page)
+        values = np.frombuffer(base64.b64decode(answer["map"]["f32"]), "<f4").reshape(
+            answer["map"]["height"], answer["map"]["width"])
+        assert float(v) == pytest.approx(values[int(y), int(x)], rel=6e-3, abs=1e-12)
         assert page.is_hidden("#banner"), page.inner_text("#banner")
         page.close()
     assert errors == []

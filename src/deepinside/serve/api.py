@@ -19,8 +19,9 @@ from PIL import Image
 
 from .bodies import json_body, multipart_form, parse_json
 from .context import Server
+from .figures import overlay_and_scale, read_sign, shown_map, sign_options
 from .params import check_params
-from .photos import check_upload, decode_photo, map_png, png
+from .photos import check_upload, decode_photo, map_f32, map_png, png
 from .problems import Problem, responses
 from .worker import Cancelled, check_cancelled
 
@@ -45,7 +46,39 @@ EXPLAIN_BODY = _form_body({
     "target": {"type": "string", "description": "a class name or index (default: the top-1)"},
     "params": {"type": "string", "description": "a JSON object of the method's parameters "
                                                 "(see /v1/methods)"},
-    "localize": {"type": "boolean", "default": False}}, ["image"])
+    "localize": {"type": "boolean", "default": False},
+    "sign": {"type": "string", "enum": ["auto", "absolute", "positive", "negative", "all"],
+             "default": "auto", "description": "how the overlay draws the map, as the command "
+             "line's --sign (auto: all for a signed method, absolute otherwise); a signed "
+             "method whose params leave reduce out then gets reduce=sum, which keeps the sign"},
+    "values": {"type": "boolean", "default": False,
+               "description": "also send the map's own values as map.f32 (base64 float32, "
+                              "little-endian, row-major, height x width, with their sign)"}},
+    ["image"])
+_NUM = {"type": "number"}
+EXPLAIN_ANSWER = {200: {"description": "the map, its overlay and colour scale", "content": {
+    "application/json": {"schema": {
+        "type": "object",
+        "required": ["model", "method", "params", "target", "top", "map", "overlay_png",
+                     "scale", "box", "mask_png", "timing_ms"],
+        "properties": {
+            "map": {"type": "object", "required": ["width", "height", "png"], "properties": {
+                "width": {"type": "integer"}, "height": {"type": "integer"},
+                "png": {"type": "string", "format": "byte",
+                        "description": "16-bit grey PNG of the map's shown part, scaled to "
+                                       "its maximum"},
+                "f32": {"type": "string", "format": "byte",
+                        "description": "with values=true: the map's own values, float32 "
+                                       "little-endian, row-major, height x width, signed"}}},
+            "overlay_png": {"type": "string", "format": "byte"},
+            "scale": {"type": "object", "properties": {
+                "sign": {"type": "string", "enum": ["absolute", "positive", "negative", "all"]},
+                "low": _NUM, "high": _NUM, "max_abs": _NUM, "cmap": {"type": "string"},
+                "bar_png": {"type": "string", "format": "byte",
+                            "description": "the colour bar, 1 pixel wide, high at the top"}}},
+            "box": {"type": ["array", "null"], "items": _NUM},
+            "mask_png": {"type": ["string", "null"]},
+            "timing_ms": {"type": "object"}}}}}}}
 KSERVE_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["instances"], "additionalProperties": False,
     "properties": {
@@ -79,7 +112,6 @@ def router(server: Server) -> APIRouter:
     """The routes over the model."""
     import deepinside
     from deepinside.localize import get_recipe, segment_map
-    from deepinside.render import colourize, overlay, sign_part, signed_overlay
 
     api = APIRouter()
     clf, limits, worker = server.clf, server.limits, server.worker
@@ -130,8 +162,9 @@ def router(server: Server) -> APIRouter:
                                                                                   []))
 
     def explain(data: bytes, method: str, target, params: dict, localize: bool,
-                what: str = "image") -> dict:
+                what: str = "image", values: bool = False, sign: str | None = None) -> dict:
         t0 = time.perf_counter()
+        sign = sign or read_sign(None, server.infos[method].signed)
         photo = decode_photo(data, limits, what)
         check_cancelled()
         full = photo.size
@@ -156,11 +189,10 @@ def router(server: Server) -> APIRouter:
         check_cancelled()
         classes, logits = classes_of(t), logits[0]
         t2 = time.perf_counter()
-        signed = server.infos[method].signed
-        raw = m[0] if m.ndim == 3 else m  # with its sign: the overlay and its scale
-        m = np.clip(m, 0, None) if signed else m
-        more = list(m[1:]) if m.ndim == 3 else []  # top<k>: the best class's map, then others
-        m = m[0] if m.ndim == 3 else m
+        raw = m[0] if m.ndim == 3 else m  # with its sign: the values, overlay and scale
+        # top<k>: the best class's map, then the others'
+        shown = [shown_map(x, sign) for x in (m if m.ndim == 3 else [m])]
+        m = shown[0]
         sums = not hasattr(t, "reshape") and len(classes) > 1
         named = {"class": classes[0] if classes else None,
                  "name": " + ".join(clf.short_name(c) for c in classes) if sums
@@ -171,17 +203,15 @@ def router(server: Server) -> APIRouter:
             "target": named if not sums else {**named, "classes": classes},
             "top": clf.top_classes(logits[None])[0],
             "map": {**size, "png": map_png(m)}, "box": None, "mask_png": None}
-        if more:
+        if values:
+            out["map"]["f32"] = map_f32(raw)
+        if len(shown) > 1:
             out["more"] = [{"class": c, "name": clf.short_name(c),
                             "map": {**size, "png": map_png(mm)}}
-                           for c, mm in zip(classes[1:], more)]
+                           for c, mm in zip(classes[1:], shown[1:])]
         check_cancelled()
-        sign = "all" if signed else "absolute"
-        _, limit, cmap = colourize(raw, sign)
-        out["overlay_png"] = png(signed_overlay(photo, raw, "all", limit) if signed
-                                 else overlay(photo, m))
-        out["scale"] = {"sign": sign, "low": -limit if signed else 0.0, "high": limit,
-                        "cmap": cmap, "max_abs": float(np.abs(sign_part(raw, sign)).max())}
+        blend, out["scale"] = overlay_and_scale(photo, raw, sign)
+        out["overlay_png"] = png(blend)
         if localize:
             check_cancelled()
             box, mask = locate(m)
@@ -221,7 +251,8 @@ def router(server: Server) -> APIRouter:
     async def methods():
         """The attribution methods, each with the parameters a request may set."""
         return {"methods": [{"name": n, "description": i.description, "paper": i.paper,
-                             "params": server.specs[n]} for n, i in server.infos.items()]}
+                             "signed": i.signed, "params": server.specs[n]}
+                            for n, i in server.infos.items()]}
 
     @api.post("/v1/classify", tags=["model"], openapi_extra={"requestBody": CLASSIFY_BODY},
               responses=responses(403, *WORKER_ERRORS))
@@ -236,22 +267,28 @@ def router(server: Server) -> APIRouter:
         return {"top": await worker.run(classify, data, top_k)}
 
     @api.post("/v1/explain", tags=["model"], openapi_extra={"requestBody": EXPLAIN_BODY},
-              responses=responses(403, *WORKER_ERRORS))
+              responses={**EXPLAIN_ANSWER, **responses(403, *WORKER_ERRORS)})
     async def explain_route(request: Request):
         """A method's map of a photo, its overlay and (``localize``) the object's box."""
         form = await multipart_form(request, files={"image"},
-                                    fields={"method", "target", "params", "localize"})
+                                    fields={"method", "target", "params", "localize",
+                                            "values", "sign"})
         if "image" not in form:
             raise Problem(422, "Bad request", "image: a photo file is required")
         raw = form.get("params") or ""
         given = parse_json(raw, "params", limits.max_json_depth) if raw.strip() else {}
         method, opts = method_and_params(form.get("method") or "gradient", given)
+        signed = server.infos[method].signed
+        sign = read_sign(form.get("sign"), signed)
+        opts = sign_options(signed, server.specs[method], opts, sign)
         target = server.target_of(form.get("target"))
         localize = _bool(form.get("localize", "false"), "localize")
+        values = _bool(form.get("values", "false"), "values")
         data = await form["image"].read()
         check_upload(data, limits)
         # the answer is JSON already: no need for FastAPI's encoder to walk its PNG strings
-        return JSONResponse(await worker.run(explain, data, method, target, opts, localize))
+        return JSONResponse(await worker.run(explain, data, method, target, opts, localize,
+                                             "image", values, sign))
 
     @api.post("/v1/models/{name}:explain", tags=["model"],
               openapi_extra={"requestBody": KSERVE_BODY},

@@ -5,6 +5,7 @@ Neither needs the token: the page asks for it, and the report is static figures.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -16,6 +17,9 @@ from .problems import Problem
 __all__ = ["mount_pages"]
 
 STATIC = Path(__file__).parent / "static"
+# module scripts load only with a JavaScript type; some systems' tables (the Windows registry)
+# map .js to text/plain
+mimetypes.add_type("text/javascript", ".js")
 
 
 def mount_pages(app: FastAPI, report: str | Path | None) -> None:

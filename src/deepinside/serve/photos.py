@@ -11,7 +11,7 @@ from PIL import Image
 from .problems import Problem
 from .worker import Limits
 
-__all__ = ["check_upload", "decode_photo", "map_png", "png"]
+__all__ = ["check_upload", "decode_photo", "map_f32", "map_png", "png"]
 
 
 def png(array: np.ndarray) -> str:
@@ -27,6 +27,12 @@ def map_png(m: np.ndarray) -> str:
     top = float(m.max()) if m.size else 0.0
     scaled = np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
     return png((scaled * 65535 + 0.5).astype(np.uint16))
+
+
+def map_f32(m: np.ndarray) -> str:
+    """A map's own values (H, W), with their sign, as base64 float32 little-endian, row-major:
+    what a browser reads with ``new Float32Array(bytes)``, no image decoder needed."""
+    return base64.b64encode(np.ascontiguousarray(m, dtype="<f4").tobytes()).decode()
 
 
 def _sniff(data: bytes) -> str | None:
