@@ -274,12 +274,18 @@ def run_compare_metrics(args: argparse.Namespace, names: list[str]) -> int:
         raise CLIError(str(e).strip("'\"")) from None
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
+    connect_backend(args)
     clf = model_from_args(args)
     failures = Failures()
+
+    def warn(item: str, note: str) -> None:
+        failures.say(item, f"warning: {note}")
+
     try:
         summary = compare_metrics(clf, records, args.out, names, args.metrics,
                                   batch_size=args.batch_size, seed=args.seed,
-                                  backend=args.backend, on_problem=failures)
+                                  backend=args.backend, workers=args.workers,
+                                  on_problem=failures, on_warning=warn, **ray_settings(args))
     except (runner.RunMismatchError, runner.RunLockedError, ValueError) as e:
         raise CLIError(str(e)) from None
     if args.json:
