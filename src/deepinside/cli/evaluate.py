@@ -237,7 +237,7 @@ def _register_compare(evaluate_subparsers) -> None:
     add_model_args(p)
     add_batch_size(p)
     p.add_argument("--steps", type=positive_int, default=16, help="deletion / insertion steps")
-    p.add_argument("--recipe", default="gradcam-30",
+    p.add_argument("--recipe", "-r", default="gradcam-30",
                    help="localisation recipe whose segmentation makes the boxes "
                         "(default: threshold at 30%% of the range, largest component)")
     p.add_argument("--smooth", type=float, default=0.04,
