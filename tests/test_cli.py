@@ -141,3 +141,25 @@ def test_every_dataset_flag_has_the_short_form():
     for args in (["evaluate", "localization"], ["evaluate", "compare"], ["paper"]):
         ns = parser.parse_args([*args, "-d", "some/folder"])
         assert ns.dataset == "some/folder"
+
+
+def test_a_flag_has_the_same_short_flag_in_every_subcommand():
+    import argparse
+    import collections
+
+    from deepinside.cli import build_parser
+
+    shorts: dict[str, dict[str, tuple]] = collections.defaultdict(dict)
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    walk(sp, f"{name} {sub}".strip())
+            for long in (o for o in a.option_strings if o.startswith("--")):
+                shorts[long][name] = tuple(o for o in a.option_strings if not o.startswith("--"))
+
+    walk(build_parser(), "")
+    assert len(shorts) > 30
+    differ = {f: d for f, d in shorts.items() if len(set(d.values())) > 1}
+    assert not differ, differ

@@ -136,34 +136,6 @@ def test_a_layer_holding_a_folded_convolution_but_not_its_batch_norm_runs_unfold
     torch.testing.assert_close(fast.gradients, slow.gradients)
 
 
-class _Aliasing(torch.nn.Module):
-    """Relies on an in-place activation changing its input: out of place would change it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-        self.act = torch.nn.ReLU(inplace=True)
-        self.fc = torch.nn.Linear(4, 2)
-
-    def forward(self, x):
-        h = self.conv(x)
-        self.act(h)  # the result is ignored: only the aliasing applies the ReLU
-        return self.fc(h.mean(dim=(2, 3)))
-
-
-def test_fast_copy_runs_activations_out_of_place_unless_aliasing_matters():
-    from deepinside.fastmodel import fast_copy
-
-    model = make_tiny()
-    x = torch.randn(2, 3, 8, 8)
-    net = fast_copy(model, x)
-    assert model.relu.inplace and not net.relu.inplace  # the caller's module is untouched
-    aliasing = _Aliasing().eval()
-    assert fast_copy(aliasing, x).act.inplace  # undone: the output would change
-    torch.testing.assert_close(input_gradient(aliasing, x, 1)[0],
-                               input_gradient(aliasing, x, 1, fast=False)[0])
-
-
 @pytest.mark.parametrize("fast", [False, True])
 def test_amp_bf16_on_cpu_is_close_and_keeps_the_input_dtype(fast):
     """bf16 autocast (what ``amp`` does on a GPU, here on the CPU) runs and stays close, but

@@ -156,6 +156,92 @@ def test_compare_on_ray_gives_the_local_table(tmp_path, local_ray):
             assert abs(a[key] - b[key]) < 1e-5, key
 
 
+def _metric_lines(path: Path) -> dict:
+    """(key, method) -> the line of a metrics run's per_image.jsonl, without its timing."""
+    out = {}
+    for d in lines(path):
+        pair = (d["key"], d.get("method"))
+        assert pair not in out, f"{pair} twice"
+        out[pair] = {k: v for k, v in d.items() if k != "map_ms"}
+    return out
+
+
+def _same_scores(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for pair in a:
+        sa, sb = a[pair].get("scores"), b[pair].get("scores")
+        assert ({k: v for k, v in a[pair].items() if k != "scores"}
+                == {k: v for k, v in b[pair].items() if k != "scores"}), pair
+        if sa is None:
+            assert sb is None, pair
+            continue
+        assert sa.keys() == sb.keys(), pair
+        for name in sa:  # the same maps and draws; batches differ: float noise only
+            assert sa[name] == pytest.approx(sb[name], rel=1e-4, abs=1e-6), (pair, name)
+
+
+def test_metrics_run_on_ray_gives_the_local_lines_and_resumes_computing_only_the_rest(
+        tmp_path, local_ray, lite0, monkeypatch):
+    from deepinside.evaluate.backend import get_backend
+    from deepinside.evaluate.metrics_run import compare_metrics
+
+    root = data_dir()
+    if root is None:
+        pytest.skip("imagenet-val-300 not found (set DEEPINSIDE_DATA)")
+    records, _ = read_dataset(root / "annotations.json")
+    records = records[:5]
+    records[2] = Record(key=records[2].key, path=tmp_path / "gone.jpg", label=records[2].label,
+                        boxes=records[2].boxes)
+    methods = ["gradient", "gradcam"]
+    metrics = "sparseness,relevance_mass_accuracy,random_logit"  # random_logit draws a class
+    said: dict[str, list] = {}
+
+    def run(out: str, backend: str, batch_size: int) -> dict:
+        said[out] = []
+        return compare_metrics(lite0, records, tmp_path / out, methods, metrics,
+                               batch_size=batch_size, backend=backend, workers=1,
+                               show_progress=False,
+                               on_problem=lambda p, why: said[out].append((p, why)))
+
+    local = run("local", "local", 4)
+    whole = run("ray", "ray", 3)  # other batches: a photo's values do not depend on them
+    ref = _metric_lines(tmp_path / "local/per_image.jsonl")
+    assert len(ref) == 4 * 2 + 1 and ref[records[2].key, None]["error"] == "no such file"
+    assert said["ray"] == said["local"] == [(str(tmp_path / "gone.jpg"), "no such file")]
+    _same_scores(_metric_lines(tmp_path / "ray/per_image.jsonl"), ref)
+    for s in (local, whole):
+        assert s["n_images"] == 4 and s["n_failed"] == 1
+    for m in methods:
+        for name in ("sparseness", "relevance_mass_accuracy", "random_logit"):
+            a, b = whole["methods"][m][name], local["methods"][m][name]
+            assert a["n"] == b["n"] == 4
+            assert a["mean"] == pytest.approx(b["mean"], rel=1e-4, abs=1e-6)
+            assert a["ci95"] == pytest.approx(b["ci95"], rel=1e-4, abs=1e-6)
+
+    # killed after four lines, in the middle of the fifth: the ray run resumes with the
+    # pairs without a line, and only those
+    text = (tmp_path / "local/per_image.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "resumed"
+    out.mkdir()
+    (out / "config.json").write_text((tmp_path / "local/config.json").read_text())
+    (out / "per_image.jsonl").write_text("".join(text[:4]) + text[4][:15])
+    kept = {(d["key"], d.get("method")) for d in map(json.loads, text[:4])}
+    asked = []
+    ray_backend = get_backend("ray")
+    real = ray_backend.lines
+
+    def spy(spec, todo, sink):
+        done = spec.stage.keywords["done"]
+        asked.extend((r.key, m) for r in todo for m in methods if (r.key, m) not in done)
+        return real(spec, todo, sink)
+
+    monkeypatch.setattr(ray_backend, "lines", spy)
+    run("resumed", "ray", 4)
+    assert sorted(asked) == sorted(set(ref) - kept)
+    assert (out / "per_image.jsonl").read_text().startswith("".join(text[:4]))
+    _same_scores(_metric_lines(out / "per_image.jsonl"), ref)
+
+
 # ----------------------------------------------------------------------------- faults
 
 

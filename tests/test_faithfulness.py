@@ -92,13 +92,16 @@ def test_randomization_leaves_the_caller_alone(tiny):
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     state = {k: v.clone() for k, v in tiny.state_dict().items()}
     rng = torch.get_rng_state()
-    r = randomization_test(tiny, x, "gradient", points=3)
+    r = randomization_test(tiny, x, method="gradient", points=3)
     assert all(torch.equal(v, tiny.state_dict()[k]) for k, v in state.items())
     assert torch.equal(rng, torch.get_rng_state()) and not has_hooks(tiny)
     assert r.layers == ["bn2", "conv2", "conv1"]  # after 2, 3 and 5 of 5 layers
     assert r.correlation.shape == (3, 2)
-    again = randomization_test(tiny, x, "gradient", points=3)
+    again = randomization_test(tiny, x, method="gradient", points=3)
     torch.testing.assert_close(r.correlation, again.correlation)  # seeded
+    with pytest.warns(DeprecationWarning, match="by position is deprecated"):
+        old = randomization_test(tiny, x, "gradient", r.targets, points=3)  # 0.1's order
+    torch.testing.assert_close(old.correlation, r.correlation)
 
 
 def test_randomization_flags_a_map_that_ignores_the_model(tiny):
@@ -106,7 +109,7 @@ def test_randomization_flags_a_map_that_ignores_the_model(tiny):
         return (images[..., 1:, :] - images[..., :-1, :]).abs().sum(1)
 
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    r = randomization_test(tiny, x, edges, points=2)
+    r = randomization_test(tiny, x, method=edges, points=2)
     torch.testing.assert_close(r.correlation, torch.ones(2, 2))
 
 
@@ -117,7 +120,7 @@ def test_gradient_decorrelates_once_the_real_model_is_randomised(lite0):
 
     torch.set_num_threads(1)
     x = photos_to_batch([p for _, p in demo_photos()][:2], lite0.preprocessing)
-    r = randomization_test(lite0, x, "gradient", points=2)
+    r = randomization_test(lite0, x, method="gradient", points=2)
     assert float(r.final.abs().max()) < 0.3
     assert float(r.correlation[0].mean()) > float(r.final.mean())
     c = deletion_insertion(lite0, x, get_method("gradcam")(lite0, x), steps=8)

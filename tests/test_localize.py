@@ -332,3 +332,6 @@ def test_images_is_the_deprecated_name_of_photos():
     assert old.box == new.box and old.class_index == new.class_index
     with pytest.raises(TypeError, match="needs photos"):
         deepinside.localize(clf)
+    with pytest.warns(DeprecationWarning, match="by position is deprecated"):  # 0.1's order
+        [[pos]] = deepinside.localize(clf, [photo], 1, new.class_index, None, "gradcam-30")
+    assert pos.box == new.box and pos.class_index == new.class_index

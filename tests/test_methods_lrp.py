@@ -94,3 +94,78 @@ def test_lrp_batched_equals_one_by_one_and_leaves_the_input_alone():
         deepinside.get_method("lrp")(net, x, 1, composite="epsilon_plus_flt")
     with pytest.raises(ValueError, match="alpha - beta = 1"):
         deepinside.get_method("lrp")(net, x, 1, composite="alpha_beta", alpha=1.0, beta=1.0)
+
+
+class _TinyTransformer(nn.Module):
+    """Patch embedding, a position embedding, one pre-norm attention block and MLP with skip
+    connections, a final LayerNorm and a linear head; no biases (LayerNorm without its shift),
+    so the epsilon rule must conserve relevance exactly."""
+
+    def __init__(self, sdpa: bool) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.sdpa = sdpa
+        self.embed = nn.Conv2d(3, 8, 4, stride=4, bias=False)
+        self.pos = nn.Parameter(torch.randn(1, 16, 8, generator=g) * 0.5)
+        self.norm1 = nn.LayerNorm(8, bias=False)
+        self.qkv = nn.Linear(8, 24, bias=False)
+        self.proj = nn.Linear(8, 8, bias=False)
+        self.norm2 = nn.LayerNorm(8, bias=False)
+        self.fc1, self.fc2 = nn.Linear(8, 16, bias=False), nn.Linear(16, 8, bias=False)
+        self.norm = nn.LayerNorm(8, bias=False)
+        self.head = nn.Linear(8, 5, bias=False)
+        with torch.no_grad():
+            for m in (self.norm1, self.norm2, self.norm):
+                m.weight.copy_(torch.rand(8, generator=g) + 0.5)
+
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        x = x + self.pos  # a constant added: its share is absorbed, as a bias's
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        if self.sdpa:
+            a = nn.functional.scaled_dot_product_attention(q, k, v)
+        else:
+            a = (q @ k.transpose(-2, -1) * 8 ** -0.5).softmax(dim=-1) @ v
+        x = x + self.proj(a)
+        x = x + self.fc2(nn.functional.gelu(self.fc1(self.norm2(x))))
+        return self.head(self.norm(x).mean(dim=1))
+
+
+@pytest.mark.parametrize("sdpa", [True, False])
+def test_lrp_on_a_transformer_holds_layernorm_scales_and_attention_weights_constant(sdpa):
+    """Ali et al. 2022 (LN- and AH-rules): with the norms' scales and the attention weights
+    held constant the network is piecewise linear in what carries relevance, so the epsilon
+    rule conserves it; the position embedding takes its share. Without the rules the
+    LayerNorm's gradient removes the relevance's sum (it is zero along constants)."""
+    net = _TinyTransformer(sdpa).eval()
+    x = torch.randn((3, 3, 16, 16), generator=torch.Generator().manual_seed(1))
+    logits = deepinside.forward_logits(net, x, fast=False)
+    t = logits.argmax(dim=1)
+    r = deepinside.get_method("lrp")(net, x, t, composite="epsilon", reduce="none")
+    # the relevance that reaches the patch embedding's output (what flows backward under the
+    # rules is relevance); the bias-free convolution below it must conserve that
+    with torch.no_grad():
+        e = net.embed(x).flatten(2).transpose(1, 2)
+    with deepinside.methods.lrp.lrp_rules("epsilon"):
+        xe = e.clone().requires_grad_(True)
+        h = xe + net.pos
+        q, k, v = net.qkv(net.norm1(h)).chunk(3, dim=-1)
+        a = (q @ k.transpose(-2, -1) * 8 ** -0.5).softmax(dim=-1) @ v
+        h = h + net.proj(a)
+        h = h + net.fc2(nn.functional.gelu(net.fc1(net.norm2(h))))
+        out = net.head(net.norm(h).mean(dim=1))
+        score = out[torch.arange(3), t]
+        (g,) = torch.autograd.grad(score, xe, score.detach())
+    at_embedding = g.sum(dim=(1, 2))
+    torch.testing.assert_close(r.sum(dim=(1, 2, 3)), at_embedding, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(at_embedding, logits[torch.arange(3), t], rtol=1e-2)  # pos's share
+    no_pos = _TinyTransformer(sdpa).eval()
+    with torch.no_grad():
+        no_pos.pos.zero_()
+    logits = deepinside.forward_logits(no_pos, x, fast=False)
+    r = deepinside.get_method("lrp")(no_pos, x, t, composite="epsilon")
+    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(3), t], rtol=1e-4,
+                               atol=1e-5)
+    one = torch.cat([deepinside.get_method("lrp")(no_pos, x[i:i + 1], int(t[i]),
+                                                  composite="epsilon") for i in range(3)])
+    torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)

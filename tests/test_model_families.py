@@ -196,12 +196,6 @@ def test_every_method_on_every_family(built, method):
     nothing of the model changed. Methods that run one pass per channel of a layer (they take
     ``layer`` and ``batch_size``: Score-CAM, Ablation-CAM) run once, on a layer with few
     channels (``Family.narrow``), for time."""
-    if method == "lrp" and built.name in ("swin", "convnext"):
-        # Known defect (issue #23, left open): on Swin and ConvNeXt with random weights the
-        # epsilon rule divides by pre-activations that LayerNorm puts near zero, and a photo
-        # alone and in a batch get different maps (relative error 1.2 to 1.5). Holding the
-        # LayerNorm scale constant (Ali et al. 2022) was tried and is not enough.
-        pytest.xfail("LRP is rounding-dominated on LayerNorm networks (Swin, ConvNeXt)")
     fn = get_method(method)
     opts, per_channel = _options(fn, built.family)
     m, x, t = built.model, built.images, built.targets
@@ -221,10 +215,8 @@ def test_every_method_on_every_family(built, method):
         _same_up_to_rounding(fn(m, x[i : i + 1], int(t[i]), **opts), whole[i : i + 1])
     # LRP is left out of fast == exact: its map depends on the canonisation (batch norm merged
     # into the convolution by the fast copy, or passed through unmerged, as zennit's with and
-    # without its canonizer), and its epsilon rule (epsilon 1e-6) divides by pre-activations
-    # that LayerNorm puts near zero, so the last bits of a ViT / Swin / ConvNeXt's arithmetic
-    # change its map. Its own tests (test_methods_lrp.py) check conservation with and without
-    # the fast copy, and equality with zennit with its canonizer.
+    # without its canonizer). Its own tests (test_methods_lrp.py) check conservation with and
+    # without the fast copy, and equality with zennit with its canonizer.
     if "fast" in _named_params(fn) and method != "lrp":
         _same_up_to_rounding(whole, fn(m, x, t, fast=False, **opts))
     _assert_unchanged(m, before)

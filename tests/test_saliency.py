@@ -10,7 +10,7 @@ from torch import nn
 
 import deepinside
 from deepinside.engine import input_gradient
-from deepinside.saliency import reduce_channels
+from deepinside.ops import reduce_channels
 from deepinside.targets import resolve_targets
 
 
@@ -275,3 +275,19 @@ def test_folding_is_exact_on_tiny_model(tiny):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # both folded
     with torch.no_grad():
         torch.testing.assert_close(net(x), tiny.double()(x))
+
+
+def test_deepinside_saliency_is_the_function_and_the_old_module_names_warn():
+    import importlib
+
+    import deepinside.methods.gradient as gradient
+    import deepinside.ops as ops
+
+    assert deepinside.saliency is gradient.saliency
+    assert deepinside.get_method("gradient") is gradient.saliency
+    old = importlib.import_module("deepinside.saliency")  # the deprecated module
+    assert deepinside.saliency is gradient.saliency  # the import did not shadow the function
+    for name, new in [("reduce_channels", ops.reduce_channels), ("saliency", gradient.saliency),
+                      ("Reduce", ops.Reduce)]:
+        with pytest.warns(DeprecationWarning, match=f"deepinside.saliency.{name} is deprecated"):
+            assert getattr(old, name) is new

@@ -65,8 +65,8 @@ _EXPORTS: dict[str, str] = {
     "parse_target": "targets",
     "region_score": "targets",
     "resolve_targets": "targets",
-    "reduce_channels": "saliency",
-    "saliency": "saliency",
+    "reduce_channels": "ops",
+    "saliency": "methods.gradient",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -85,7 +85,7 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS:
             self.__dict__.pop(name, None)  # resolved again, as the function, on next access
             return
         super().__setattr__(name, value)

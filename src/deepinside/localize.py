@@ -125,11 +125,11 @@ class Localization:
 def localize(
     model,
     photos=None,
-    top_k: int = 1,
+    *old_positional: object,
     target=None,
+    top_k: int = 1,
     method: str | None = None,
     recipe: str | Recipe = "default",
-    *,
     seed: int = 0,
     batch_size: int = 16,
     **overrides: object,
@@ -143,6 +143,10 @@ def localize(
         photos: a photo or a sequence of photos: PIL images, uint8 arrays (H, W, 3) or paths
             (``images=``: deprecated since 0.2.0; ``images`` is a normalised tensor elsewhere).
         top_k: how many of each photo's top classes to localise (ignored with ``target``).
+        *old_positional: 0.1's positional ``top_k, target, method, recipe``: deprecated since
+            0.2.0 (a ``DeprecationWarning``); pass them by keyword. In the next release
+            ``target`` becomes the third positional argument, as in :func:`deepinside.saliency`
+            (it cannot change in place: an int there is a ``top_k`` in 0.1 and a class now).
         target: ``None`` (the top-k classes), a class (index or name) for every photo, one per
             photo, or ``"top<k>"`` (see :mod:`deepinside.targets`).
         method: attribution method name (default: the recipe's; ``"gradient"`` for the paper).
@@ -167,6 +171,9 @@ def localize(
     from .targets import resolve_targets
 
     photos = _photos_argument(photos, overrides)
+    if old_positional:
+        top_k, target, method, recipe = _old_positional(
+            old_positional, (top_k, target, method, recipe))
     rec = get_recipe(recipe, **overrides)
     method = method or rec.method
     photos = as_photos(photos)
@@ -198,6 +205,18 @@ def localize(
                                     m, note))
         out.append(row)
     return out
+
+
+def _old_positional(args: tuple, current: tuple) -> tuple:
+    """0.1's positional ``top_k, target, method, recipe`` after the photos, with a
+    ``DeprecationWarning``; ``current`` holds the keyword values for those not given."""
+    names = ("top_k", "target", "method", "recipe")
+    if len(args) > len(names):
+        raise TypeError(f"localize() takes at most {2 + len(names)} positional arguments")
+    warnings.warn(f"localize(model, photos, {', '.join(names[:len(args)])}) by position is "
+                  "deprecated since 0.2.0; pass them by keyword (in the next release target "
+                  "becomes the third positional argument)", DeprecationWarning, stacklevel=3)
+    return tuple(args) + tuple(current[len(args):])
 
 
 def _photos_argument(photos: object, overrides: dict) -> object:

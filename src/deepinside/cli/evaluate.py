@@ -237,7 +237,7 @@ def _register_compare(evaluate_subparsers) -> None:
     add_model_args(p)
     add_batch_size(p)
     p.add_argument("--steps", type=positive_int, default=16, help="deletion / insertion steps")
-    p.add_argument("--recipe", default="gradcam-30",
+    p.add_argument("--recipe", "-r", default="gradcam-30",
                    help="localisation recipe whose segmentation makes the boxes "
                         "(default: threshold at 30%% of the range, largest component)")
     p.add_argument("--smooth", type=float, default=0.04,
@@ -274,12 +274,18 @@ def run_compare_metrics(args: argparse.Namespace, names: list[str]) -> int:
         raise CLIError(str(e).strip("'\"")) from None
     problems = Failures()
     records = dataset_records(args.dataset, args.limit, problems)
+    connect_backend(args)
     clf = model_from_args(args)
     failures = Failures()
+
+    def warn(item: str, note: str) -> None:
+        failures.say(item, f"warning: {note}")
+
     try:
         summary = compare_metrics(clf, records, args.out, names, args.metrics,
                                   batch_size=args.batch_size, seed=args.seed,
-                                  backend=args.backend, on_problem=failures)
+                                  backend=args.backend, workers=args.workers,
+                                  on_problem=failures, on_warning=warn, **ray_settings(args))
     except (runner.RunMismatchError, runner.RunLockedError, ValueError) as e:
         raise CLIError(str(e)) from None
     if args.json:

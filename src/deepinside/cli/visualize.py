@@ -62,7 +62,7 @@ def register(subparsers) -> None:
                    "the mode's, as class models)")
     p.add_argument("--size", type=positive_int, default=None, help="image size in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dataset", nargs="+", metavar="PATH",
+    p.add_argument("--dataset", "-d", nargs="+", metavar="PATH",
                    help="photos (files, directories, patterns) to search for the top photos")
     p.add_argument("--top", type=positive_int, default=9, metavar="K",
                    help="how many top photos (default 9)")

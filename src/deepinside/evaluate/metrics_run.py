@@ -2,46 +2,56 @@
 
 For each photo of a labelled data set and each method: the method's map for the true class and
 every chosen metric of :mod:`deepinside.metrics` on it, one line of ``out/per_image.jsonl``
-(``{"key", "record_hash", "method", "scores": {metric: value or null}, "map_ms"}``; a photo
-that cannot be scored is one failure line ``{"key", "record_hash", "error"}``). The run
-directory is :mod:`.rundir`'s: ``config.json`` (everything that changes the lines), the lock,
-refusal of another run's folder, resume (photo x method lines already there are kept; a torn
-last line is cut off). ``summary.json`` holds, per method and metric, the mean with its 95%
-confidence interval (Student's t over photos), and for every metric the pairs of methods whose
-difference is significant (paired t-test over the photos both scored, Holm's correction over
-the pairs of that metric, 5% level).
+(``{"key", "record_hash", "method", "scores": {metric: value or null}, "map_ms",
+"metric_ms": {metric: milliseconds}}``, times per photo; a photo
+that cannot be scored is one failure line ``{"key", "record_hash", "error"}``). The lines come
+from one stage, :func:`.stages.score_metrics`, run by either backend (``local``: this process;
+``ray``: model actors, :meth:`.backend.Backend.lines`) and written by this process alone
+(:class:`.rundir.RecordSink`). The run directory is :mod:`.rundir`'s: ``config.json``
+(everything that changes the lines), the lock, refusal of another run's folder, resume (the
+photo x method lines already there are kept and not computed again; a torn last line is cut
+off). A random metric draws for each photo from a seed of its own (:func:`photo_seed`), so
+its value does not depend on the batch, the backend or a resume. ``summary.json`` holds, per
+method and metric, the mean with its 95% confidence interval (Student's t over photos) and the
+mean milliseconds per photo of the map and of each metric, and
+for every metric the pairs of methods whose difference is significant (paired t-test over the
+photos both scored, Holm's correction over the pairs of that metric, 5% level).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..images import iter_photo_batches, model_batch
 from ..methods import get_method
-from ..metrics import get_metric, list_metrics, resolve_metrics
+from ..metrics import list_metrics, resolve_metrics
+from . import local_backend, ray_backend  # noqa: F401 - each registers its backend
+from .backend import LinesSpec, get_backend
 from .datasets import Record, label_problem
+from .ray_connect import DEFAULT_TIMEOUT
 from .rundir import (
     PER_IMAGE,
     SUMMARY,
+    RecordSink,
+    RunMismatchError,
     check_config,
-    failure_record,
     locked,
     read_json_lines,
     record_hash,
     weights_hash,
 )
+from .stages import photo_seed, score_metrics
 
-__all__ = ["CHEAP", "compare_metrics", "metrics_table", "summarize_metrics"]
+__all__ = ["CHEAP", "compare_metrics", "metrics_table", "photo_seed", "summarize_metrics"]
 
 CHEAP = "cheap"  # the default: every metric without a forward pass of its own, or a few
+DRAWS = "per photo: seed hashed with its key"  # how the random metrics draw (in config.json)
 
 
 def _config(model, methods: Sequence[str], metrics: Sequence[str], seed: int) -> dict:
@@ -55,14 +65,7 @@ def _config(model, methods: Sequence[str], metrics: Sequence[str], seed: int) ->
             "model": getattr(model, "name", type(module).__name__),
             "weights_sha256": weights_hash(module),
             "preprocessing": asdict(pre) if pre is not None else None,
-            "methods": list(methods), "metrics": list(metrics), "seed": seed}
-
-
-def _boxes_on_input(r: Record, photo, size: tuple[int, int]) -> list[tuple[float, ...]]:
-    """The record's boxes in the model input's pixels (the photo is resized whole)."""
-    h, w = size
-    sx, sy = w / photo.width, h / photo.height
-    return [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in r.boxes]
+            "methods": list(methods), "metrics": list(metrics), "seed": seed, "draws": DRAWS}
 
 
 def compare_metrics(
@@ -75,10 +78,22 @@ def compare_metrics(
     batch_size: int = 8,
     seed: int = 0,
     backend: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    ray_timeout: float = DEFAULT_TIMEOUT,
+    actor_cpus: float | None = None,
+    actor_gpus: float | None = None,
     show_progress: bool = True,
     on_problem: Callable[[str, str], None] | None = None,
+    on_warning: Callable[[str, str], None] | None = None,
 ) -> dict:
     """Score ``methods`` on ``records`` with ``metrics``, streaming to ``out``; resumable.
+
+    The lines are :func:`.stages.score_metrics`'s, run by the backend (``local``: in this
+    process; ``ray``: in a pool of ``workers`` model actors, photos decoded in Ray tasks) and
+    written by this process alone (:class:`.rundir.RecordSink`): both backends give the same
+    lines, up to floating-point noise. Into an ``out`` that holds the same run, only the
+    ``(photo, method)`` pairs without a line are computed; a photo that failed is not retried.
 
     Args:
         model: a :class:`deepinside.Classifier`.
@@ -87,21 +102,25 @@ def compare_metrics(
         methods: registered method names (default options).
         metrics: names, families, ``"cheap"`` or ``"all"`` (:func:`resolve_metrics`).
         batch_size: photos per batch.
-        seed: the random metrics' seed.
-        backend: ``"local"`` only for now (``"ray"`` is refused with a one-line error).
-        show_progress: a tqdm bar on stderr.
-        on_problem: ``(photo, reason)`` for each photo that fails.
+        seed: the random metrics' seed (each photo draws with :func:`photo_seed`).
+        backend: ``"local"`` or ``"ray"`` (or another registered backend).
+        workers, ray_address, ray_timeout, actor_cpus, actor_gpus: ``ray`` only: see
+            :func:`.runner.run_localization`.
+        show_progress: a tqdm bar on stderr (lines: photos x methods).
+        on_problem: ``(photo, reason)`` for each photo that fails (again on a resume).
+        on_warning: ``(photo, note)`` for a box clipped to its photo or ignored (once each).
 
     Returns:
         The summary (also ``out/summary.json``).
 
     Raises:
-        RunMismatchError: ``out`` holds another run. RunLockedError: it is being written.
-        ValueError: an unknown backend, or ``ray`` (not yet for this comparison).
+        RunMismatchError: ``out`` holds another run, or lines of these photos with other
+            annotations. RunLockedError: it is being written.
+        ValueError: an unknown backend. ImportError: ``ray`` without Ray.
+        RayConnectError: ``ray``: the cluster cannot be joined.
     """
-    if backend != "local":
-        raise ValueError(f"evaluate compare --metrics runs on the local backend only, not "
-                         f"{backend!r}")
+    where = get_backend(backend)
+    where.check()
     names = resolve_metrics(metrics)
     for m in methods:
         get_method(m)
@@ -110,89 +129,81 @@ def compare_metrics(
     with locked(out):
         check_config(out, _config(model, methods, names, seed))
         lines_path = out / PER_IMAGE
-        old = read_json_lines(lines_path)
-        hashes = {r.key: record_hash(r) for r in records}
-        done = {(d["key"], d.get("method")) for d in old}
-        failed = {d["key"] for d in old if "error" in d}
-        todo = [r for r in records if r.key not in failed
-                and any((r.key, m) not in done for m in methods)]
-        with lines_path.open("a", encoding="utf-8") as f:
-            _score(model, todo, methods, names, done, hashes, f, batch_size, seed,
-                   show_progress, len(records) - len(todo), len(records), on_problem)
+        hashes = {}
+        for r in records:
+            hashes.setdefault(r.key, record_hash(r))
+        old = [d for d in read_json_lines(lines_path) if d["key"] in hashes]
+        changed = sorted({d["key"] for d in old if d["record_hash"] != hashes[d["key"]]})
+        if changed:
+            raise RunMismatchError(
+                f"{out} holds results for {len(changed)} of these photos with other "
+                f"annotations (label or boxes; e.g. {changed[0]}); use another --out or "
+                "delete it")
+        settings = {"batch_size": batch_size, "workers": workers, "warn": _once(on_warning),
+                    "address": ray_address, "ray_timeout": ray_timeout,
+                    "actor_cpus": actor_cpus, "actor_gpus": actor_gpus}
+        _stream(where, model, hashes, settings, records, lines_path, old, methods, names, seed,
+                show_progress, on_problem)
         rows = [d for d in read_json_lines(lines_path) if d["key"] in hashes]
         summary = summarize_metrics(rows, methods, names)
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         return summary
 
 
-def _score(model, todo, methods, names, done, hashes, f, batch_size, seed, show_progress,
-           initial, total, on_problem) -> None:
+def _once(on_warning: Callable[[str, str], None] | None) -> Callable[[object, str], None]:
+    """A warning callback that says each (photo, note) once (a backend may repeat a photo's
+    notes with each of its lines)."""
+    said: set[tuple[str, str]] = set()
+
+    def warn(photo: object, note: str) -> None:
+        if on_warning is not None and (str(photo), note) not in said:
+            said.add((str(photo), note))
+            on_warning(str(photo), note)
+
+    return warn
+
+
+def _stream(where, model, hashes: dict[str, str], settings: dict, records: Sequence[Record],
+            lines_path: Path, old: list[dict], methods: Sequence[str], names: list[str],
+            seed: int, show_progress: bool,
+            on_problem: Callable[[str, str], None] | None) -> None:
+    """Hand the backend the photos with a line still to write (a :class:`.backend.LinesSpec`
+    of :func:`.stages.score_metrics` with ``settings``), each line to one sink."""
     from tqdm import tqdm
 
-    infos = list_metrics()
-    bar = tqdm(total=total, initial=initial, desc="compare", unit="img",
+    done = {(d["key"], d.get("method")) for d in old}
+    failed = {d["key"]: d["error"] for d in old if "error" in d}
+    n = len(methods)
+    bar = tqdm(total=n * len(hashes), desc="compare", unit="line",
                disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
-
-    def write(line: dict) -> None:
-        f.write(json.dumps(line) + "\n")
-        f.flush()
-
-    def fail(r: Record, reason: str) -> None:
-        write(failure_record(r.key, hashes[r.key], reason))
-        if on_problem is not None:
-            on_problem(str(r.path), reason)
-        bar.update(1)
-
-    by_path = {str(r.path): r for r in todo}
-    usable = []
-    for r in todo:
-        why = label_problem(r, model)
-        if why:
-            fail(r, why)
-        else:
-            usable.append(r)
     try:
-        for batch in iter_photo_batches(usable, batch_size,
-                                        lambda src, why: fail(by_path[str(src)], why),
-                                        source=lambda r: r.path):
-            if not batch.items:
-                continue
-            x = model_batch(model, batch.photos, crop=False)
-            t = torch.tensor([r.label for r in batch.items], device=x.device)
-            boxes = [_boxes_on_input(r, p, tuple(x.shape[-2:]))
-                     for r, p in zip(batch.items, batch.photos)]
-            for method in methods:
-                if all((r.key, method) in done for r in batch.items):
+        with lines_path.open("a", encoding="utf-8") as f:
+            sink = RecordSink(f, bar, {r.key: r.path for r in records}, on_problem,
+                              failure_steps=n)
+            todo, seen = [], set()
+            for r in records:
+                if r.key in seen:
                     continue
-                t0 = time.perf_counter()
-                maps = get_method(method)(model, x, t).detach()
-                ms = 1000 * (time.perf_counter() - t0) / len(batch.items)
-                scores = {}
-                for name in names:
-                    opts: dict = {}
-                    if "boxes" in infos[name].needs:
-                        opts["boxes"] = boxes
-                    if "method" in infos[name].needs:
-                        opts["method"] = method
-                    if "seed" in _params(infos[name].fn):
-                        opts["seed"] = seed
-                    scores[name] = get_metric(name)(model, x, maps, t, **opts).tolist()
-                for i, r in enumerate(batch.items):
-                    if (r.key, method) in done:
-                        continue
-                    write({"key": r.key, "record_hash": hashes[r.key], "method": method,
-                           "scores": {n: (None if math.isnan(v[i]) else v[i])
-                                      for n, v in scores.items()},
-                           "map_ms": ms})
-            bar.update(len(batch.items))
+                seen.add(r.key)
+                have = sum((r.key, m) in done for m in methods)
+                if r.key in failed:  # failed before: said again, not retried
+                    bar.update(n)
+                    sink.report(r.key, failed[r.key])
+                elif have == n:
+                    bar.update(n)
+                elif why := label_problem(r, model):
+                    sink.failure(r.key, hashes[r.key], why)
+                else:
+                    bar.update(have)
+                    todo.append(r)
+            if todo:
+                keys = {r.key for r in todo}
+                stage = functools.partial(score_metrics, methods=list(methods), metrics=names,
+                                          seed=seed,
+                                          done=frozenset(p for p in done if p[0] in keys))
+                where.lines(LinesSpec(model, stage, hashes, **settings), todo, sink)
     finally:
         bar.close()
-
-
-def _params(fn) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(fn).parameters)
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -218,7 +229,10 @@ def summarize_metrics(rows: Sequence[dict], methods: Sequence[str],
     for m in methods:
         mine = [d for d in scored if d["method"] == m]
         table[m] = {"n_images": len(mine),
-                    "map_ms": float(np.mean([d["map_ms"] for d in mine])) if mine else None}
+                    "map_ms": float(np.mean([d["map_ms"] for d in mine])) if mine else None,
+                    "metric_ms": {n: float(np.mean(v)) for n in metrics
+                                  if (v := [d["metric_ms"][n] for d in mine
+                                            if n in d.get("metric_ms", {})])}}
         for name in metrics:
             vals = {d["key"]: d["scores"].get(name) for d in mine}
             vals = {k: v for k, v in vals.items() if v is not None}

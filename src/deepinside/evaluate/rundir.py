@@ -208,11 +208,14 @@ def locked(out: Path) -> Iterator[None]:
 class RecordSink:
     """The one writer of ``per_image.jsonl``: a line per photo, flushed at once, counted on the
     progress bar; failures also go to ``on_problem``. Backends hand it what their photos give.
+    A failure line counts ``failure_steps`` on the bar (a run of several lines per photo, such
+    as one per method, counts lines and fails a photo in one line).
     """
 
     def __init__(self, file, bar, paths: dict[str, object],
-                 on_problem: Callable[[str, str], None] | None) -> None:
+                 on_problem: Callable[[str, str], None] | None, failure_steps: int = 1) -> None:
         self.file, self.bar, self.paths, self.on_problem = file, bar, paths, on_problem
+        self.failure_steps = failure_steps
         self.results: list[ImageResult] = []
         self.failures: list[dict] = []
 
@@ -224,7 +227,7 @@ class RecordSink:
     def failure(self, key: str, record_hash: str, reason: str) -> None:
         """Write a photo's failure line and report it."""
         line = failure_record(key, record_hash, reason)
-        self._write(line)
+        self._write(line, self.failure_steps)
         self.failures.append(line)
         self.report(key, reason)
 
@@ -233,10 +236,10 @@ class RecordSink:
         if self.on_problem is not None:
             self.on_problem(str(self.paths.get(key, key)), reason)
 
-    def _write(self, line: dict) -> None:
+    def _write(self, line: dict, steps: int = 1) -> None:
         self.file.write(json.dumps(line) + "\n")
         self.file.flush()
-        self.bar.update(1)
+        self.bar.update(steps)
 
 
 def write_summary(out: Path, rows: Sequence[ImageResult | dict]) -> dict:

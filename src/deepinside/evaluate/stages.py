@@ -4,13 +4,18 @@ Localisation: :func:`fit_record_boxes` (a record's boxes on its photo), :func:`m
 batch of photos -> maps -> :class:`.scoring.ScoreTask`; the segmentation and the scores are
 :func:`.scoring.score_photo`). Comparison of methods: :func:`score_methods` (records ->
 a :class:`MethodScores` row per method; rows of batches scored elsewhere add up with
-:meth:`MethodScores.merge`).
+:meth:`MethodScores.merge`). Methods scored by registered metrics (``evaluate compare
+--metrics``): :func:`score_metrics` (a batch of photos -> a :class:`MetricsLine` per photo and
+method), the stage of a :class:`.backend.LinesSpec`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,7 +31,8 @@ from .metrics import fit_boxes, gt_known_hit, map_peak, pointing_hit
 from .ray_connect import DEFAULT_TIMEOUT
 from .scoring import ScoreTask
 
-__all__ = ["CompareSpec", "MethodScores", "fit_record_boxes", "map_tasks", "score_methods"]
+__all__ = ["CompareSpec", "MethodScores", "MetricsLine", "fit_record_boxes", "map_tasks",
+           "photo_seed", "score_methods", "score_metrics"]
 
 
 @dataclass(frozen=True)
@@ -196,5 +202,102 @@ def _score_maps(s: MethodScores, model: Classifier, fn: Callable, x: torch.Tenso
         s.add("deletion_auc", c.deletion_auc.tolist())
         s.add("insertion_auc", c.insertion_auc.tolist())
     if spec.randomization:
-        rt = randomization_test(model, x, fn, labels, points=1, original=maps)
+        rt = randomization_test(model, x, method=fn, target=labels, points=1, original=maps)
         s.add("randomization_corr", rt.final.tolist())
+
+
+@dataclass
+class MetricsLine:
+    """One line of an ``evaluate compare --metrics`` run: a photo's scores with one method.
+
+    Attributes:
+        key: the photo's key. record_hash: :func:`.rundir.record_hash` of its record.
+        method: the attribution method. scores: metric name -> value (``None``: undefined on
+            this photo, NaN in the metric). map_ms: milliseconds per photo of the method's map
+            (its batch's time over its photos). metric_ms: the same for each metric.
+    """
+
+    key: str
+    record_hash: str
+    method: str
+    scores: dict[str, float | None]
+    map_ms: float
+    metric_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "record_hash": self.record_hash, "method": self.method,
+                "scores": self.scores, "map_ms": self.map_ms, "metric_ms": self.metric_ms}
+
+
+def photo_seed(seed: int, key: str) -> int:
+    """The seed of one photo's random draws: a hash of the run's ``seed`` and the photo's key
+    (so a photo's draws do not depend on the photos beside it in a batch, on the backend or
+    on a resume, and differ from photo to photo)."""
+    digest = hashlib.sha256(f"{int(seed)}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _boxes_on_input(boxes: Sequence, photo, size: tuple[int, int]) -> list[tuple[float, ...]]:
+    """Boxes in a photo's pixels -> in the model input's pixels (the photo is resized whole)."""
+    h, w = size
+    sx, sy = w / photo.width, h / photo.height
+    return [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in boxes]
+
+
+def score_metrics(model: Classifier, records: Sequence[Record], photos: Sequence,
+                  boxes: Sequence[list], hashes: dict[str, str],
+                  fail: Callable[[Record, str], None], *, methods: Sequence[str],
+                  metrics: Sequence[str], seed: int = 0,
+                  done: frozenset[tuple[str, str]] = frozenset()) -> Iterator[MetricsLine]:
+    """Score a batch of photos: for each method, its maps for the true classes (of the photos
+    whose ``(key, method)`` is not in ``done``: nothing written is computed again) and every
+    metric of ``metrics`` on them; one :class:`MetricsLine` per photo and method, yielded as
+    each method is done (the local backend writes them then).
+
+    The photos are resized whole to the model's input (no crop) and their ``boxes`` (photo
+    pixels, clipped to the photo) follow. A metric that draws at random (one with a ``seed``
+    option) is called one photo at a time with :func:`photo_seed`, so its value does not depend
+    on the batch; the others are called on the batch. ``fail`` is unused: a method or metric
+    that raises stops the run (the lines written stay; a resumed run goes on from them).
+    The stage of :class:`.backend.LinesSpec` (bind the keywords with ``functools.partial``).
+    """
+    from ..metrics import list_metrics
+
+    infos = list_metrics()
+    x = model_batch(model, photos, crop=False)
+    t = torch.tensor([r.label for r in records], device=x.device)
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    on_input = [_boxes_on_input(b, p, size) for b, p in zip(boxes, photos)]
+    for method in methods:
+        want = [i for i, r in enumerate(records) if (r.key, method) not in done]
+        if not want:
+            continue
+        xs, ts = x[want], t[want]
+        t0 = time.perf_counter()
+        maps = get_method(method)(model, xs, ts).detach()
+        if xs.device.type == "cuda":
+            torch.cuda.synchronize(xs.device)
+        ms = 1000.0 * (time.perf_counter() - t0) / len(want)
+        scores: dict[str, list[float]] = {}
+        metric_ms: dict[str, float] = {}
+        for name in metrics:
+            t0 = time.perf_counter()
+            info = infos[name]
+            opts: dict = {"method": method} if "method" in info.needs else {}
+            bx = [on_input[i] for i in want]
+            if "seed" in inspect.signature(info.fn).parameters:
+                scores[name] = [float(info.fn(
+                    model, xs[j:j + 1], maps[j:j + 1], ts[j:j + 1], seed=photo_seed(
+                        seed, records[i].key), **opts,
+                    **({"boxes": bx[j:j + 1]} if "boxes" in info.needs else {}))[0])
+                    for j, i in enumerate(want)]
+            else:
+                if "boxes" in info.needs:
+                    opts["boxes"] = bx
+                scores[name] = info.fn(model, xs, maps, ts, **opts).double().tolist()
+            metric_ms[name] = 1000.0 * (time.perf_counter() - t0) / len(want)
+        for j, i in enumerate(want):
+            r = records[i]
+            yield MetricsLine(r.key, hashes[r.key], method,
+                              {n: (None if math.isnan(v[j]) else v[j]) for n, v in scores.items()},
+                              ms, metric_ms)

@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..engine import detach_output, input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target, resolve_targets, take, target_scores
 from ._common import baseline_images, chunks, one_target_per_image, targets_and_logits
 from ._registry import register_method

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target, take
 from ._common import baseline_images, sample_sum, targets_and_logits
 from ._registry import register_method

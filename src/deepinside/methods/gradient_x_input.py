@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target
 from ._registry import register_method
 

@@ -26,6 +26,16 @@ into the convolution before it by the engine's private copy (:mod:`deepinside.fa
 ``fast=True`` default; zennit's ``SequentialMergeBatchNorm`` canonizer); an unfolded batch norm
 passes the relevance unchanged, as zennit's composites do.
 
+Transformers and ConvNeXt (Ali et al. 2022, "XAI for Transformers: Better Explanations
+through Conservative Propagation", https://arxiv.org/abs/2202.07304): a layer norm is
+propagated with its standard deviation held constant (the LN-rule: the epsilon rule through
+the centring, which conserves; the plain gradient of a layer norm sums to zero along
+constants and removed the whole relevance), and the attention weights of
+``scaled_dot_product_attention`` or of a ``softmax`` are held constant (the AH-rule: the
+relevance flows through the values). An activation plus a constant (a position embedding) is
+split like a skip connection, the constant's share absorbed as a bias's. zennit has no rule for
+these; on networks without them (VGG, ResNet) the maps equal zennit's.
+
 Composites choose a rule per layer, as zennit's of the same names: ``epsilon_plus_flat``,
 ``epsilon_gamma_box``, ``epsilon_alpha2_beta1_flat``, ``epsilon_plus``,
 ``epsilon_alpha2_beta1``; a rule's name applies that rule to every layer.
@@ -48,7 +58,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target
 from ._registry import register_method
 from .relu_rules import _parse
@@ -89,6 +99,43 @@ _ADDS = {torch.add, Tensor.add, Tensor.add_, Tensor.__add__, Tensor.__iadd__, Te
 _POOLS = {"avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
           "adaptive_avg_pool2d", "adaptive_avg_pool3d"}
 _ACTIVATIONS = {F.silu, F.gelu, F.leaky_relu, F.elu, F.hardswish}
+_SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
+
+
+def _broadcastable(a: Tensor, b: Tensor) -> bool:
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _layer_norm_fixed_scale(x: Tensor, shape, weight: Tensor | None, bias: Tensor | None,
+                            eps: float) -> Tensor:
+    """``F.layer_norm`` with its standard deviation held constant (Ali et al. 2022's LN-rule):
+    a linear map of ``x``, so the epsilon rule through it conserves relevance."""
+    dims = tuple(range(-len(shape), 0))
+    var = x.detach().var(dim=dims, keepdim=True, unbiased=False)
+    y = (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight.detach()
+    return y + bias.detach() if bias is not None else y
+
+
+def _attention_fixed_weights(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
+                             dropout_p: float = 0.0, is_causal: bool = False,
+                             scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+    """``F.scaled_dot_product_attention`` (eval: no dropout) with its attention weights held
+    constant (Ali et al. 2022's AH-rule): relevance flows to the values only."""
+    s = q.detach() @ k.detach().transpose(-2, -1) * (scale or q.shape[-1] ** -0.5)
+    if is_causal:
+        n, m = s.shape[-2:]
+        s = s.masked_fill(~torch.ones(n, m, dtype=torch.bool, device=s.device).tril(), -math.inf)
+    if attn_mask is not None:
+        s = s.masked_fill(~attn_mask, -math.inf) if attn_mask.dtype == torch.bool else s + attn_mask
+    if enable_gqa and k.shape[-3] != q.shape[-3]:
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
+    return s.softmax(dim=-1) @ v
 
 
 def _stab(z: Tensor, eps: float) -> Tensor:
@@ -251,9 +298,24 @@ class _LRPMode(TorchFunctionMode):
                                 rule, self.opts, self)
         if func in _ADDS and len(args) >= 2 and "alpha" not in kwargs:
             a, c = args[0], args[1]
-            if (isinstance(a, Tensor) and isinstance(c, Tensor) and a.shape == c.shape
-                    and a.requires_grad and c.requires_grad):
+            if (isinstance(a, Tensor) and isinstance(c, Tensor) and a.is_floating_point()
+                    and c.is_floating_point() and (a.requires_grad or c.requires_grad)
+                    and _broadcastable(a, c)):
+                # a skip connection, or an activation plus a constant (a position embedding):
+                # split in proportion; a constant's share is absorbed, as a bias's
                 return _Norm.apply(torch.add, self, self.opts["stabilizer"], a, c)
+        if func is F.layer_norm:
+            (x, shape, w, b, eps), _ = _args(args, kwargs, ("input", "normalized_shape",
+                                                            "weight", "bias", "eps"))
+            eps = 1e-5 if eps is None else eps
+            return _Norm.apply(lambda x_: _layer_norm_fixed_scale(x_, shape, w, b, eps), self,
+                               self.opts["stabilizer"], x)
+        if func is F.scaled_dot_product_attention:
+            with self.bypassed():
+                return _attention_fixed_weights(*args, **kwargs)
+        if func in _SOFTMAXES:  # attention weights written out (q @ k.T).softmax(-1) @ v
+            with self.bypassed():
+                return func(*args, **kwargs).detach()
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
         if not isinstance(x, Tensor):
             return func(*args, **kwargs)

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..engine import input_gradient
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target
 from ._registry import register_method
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Classifier
-from ..saliency import Reduce, reduce_channels
+from ..ops import Reduce, reduce_channels
 from ..targets import Target, take
 from ._common import accepts, sample_sum, targets_and_logits
 from ._registry import get_method, register_method

@@ -33,5 +33,5 @@ def mprt(model: Classifier | nn.Module, images: Tensor, maps: Tensor, target: Ta
 
     explainer(method, "mprt")  # the one "pass method=" message
     opts = dict(method_options or {})
-    return randomization_test(model, images, method, target, points=1, seed=seed, fast=fast,
-                              original=maps.detach(), **opts).final.double()
+    return randomization_test(model, images, method=method, target=target, points=1, seed=seed,
+                              fast=fast, original=maps.detach(), **opts).final.double()

@@ -262,9 +262,9 @@ def _reinit(m: nn.Module, gen_seed: int) -> None:
 def randomization_test(
     model: Classifier | nn.Module,
     images: Tensor,
-    method: str | Callable = "gradient",
+    *old_positional: object,
     target: Target = None,
-    *,
+    method: str | Callable = "gradient",
     points: int = 8,
     layers: Sequence[str] | None = None,
     absolute: bool = True,
@@ -285,8 +285,11 @@ def randomization_test(
     Args:
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
         images: ``Tensor[B, C, H, W]``.
-        method: a registered method name or ``fn(model, images, target, **options)``.
+        *old_positional: 0.1's positional ``method, target``: deprecated since 0.2.0 (a
+            ``DeprecationWarning``); pass them by keyword. In the next release ``target``
+            becomes the third positional argument, as in :func:`deepinside.saliency`.
         target: ``None`` (top-1 of the original model), an ``int``, or a sequence / Tensor.
+        method: a registered method name or ``fn(model, images, target, **options)``.
         points: how many places in the cascade are measured (1: only fully randomised).
         layers: the cascade, top first (default: :func:`cascade_layers`).
         absolute: compare absolute values of the maps (as the paper's main figures).
@@ -298,6 +301,14 @@ def randomization_test(
     Returns:
         :class:`RandomizationResult`; ``.final`` is ``Tensor[B]`` for the fully random model.
     """
+    if old_positional:
+        if len(old_positional) > 2:
+            raise TypeError("randomization_test() takes at most 4 positional arguments")
+        warnings.warn("randomization_test(model, images, method, target) by position is "
+                      "deprecated since 0.2.0; pass method= and target= by keyword (in the next "
+                      "release target becomes the third positional argument)",
+                      DeprecationWarning, stacklevel=2)
+        method, target = (*old_positional, target)[:2]
     fn = get_method(method) if isinstance(method, str) else method
     if points < 1:
         raise ValueError("points must be at least 1")

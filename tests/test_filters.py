@@ -1,0 +1,32 @@
+"""deepinside.filters: the one Gaussian blur on tensors, against OpenCV's."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deepinside.filters import gaussian_blur
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.0])
+def test_gaussian_blur_equals_opencvs_with_the_same_kernel_and_reflect_padding(sigma):
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = max(1, int(3.0 * sigma + 0.5))
+    ours = gaussian_blur(x, sigma)
+    for b in range(2):
+        img = x[b].permute(1, 2, 0).numpy()
+        ref = cv2.GaussianBlur(img, (2 * r + 1, 2 * r + 1), sigma, sigmaY=sigma,
+                               borderType=cv2.BORDER_REFLECT_101)  # torch's "reflect"
+        np.testing.assert_allclose(ours[b].permute(1, 2, 0).numpy(), ref, atol=1e-6)
+
+
+def test_zero_sigma_is_a_copy_a_constant_is_unchanged_and_it_is_differentiable():
+    x = torch.rand(1, 2, 6, 6, requires_grad=True)
+    y = gaussian_blur(x, 0.0)
+    assert torch.equal(y, x) and y is not x
+    c = torch.full((1, 3, 5, 9), 0.25)
+    torch.testing.assert_close(gaussian_blur(c, 5.0), c)  # radius clipped to the side, sum 1
+    gaussian_blur(x, 1.0).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
