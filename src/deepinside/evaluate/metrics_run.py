@@ -174,7 +174,8 @@ def _stream(where, model, hashes: dict[str, str], settings: dict, records: Seque
     done = {(d["key"], d.get("method")) for d in old}
     failed = {d["key"]: d["error"] for d in old if "error" in d}
     n = len(methods)
-    bar = tqdm(total=n * len(hashes), desc="compare", unit="line",
+    initial = sum(n if k in failed else sum((k, m) in done for m in methods) for k in hashes)
+    bar = tqdm(total=n * len(hashes), initial=initial, desc="compare", unit="line",
                disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
     try:
         with lines_path.open("a", encoding="utf-8") as f:
@@ -187,14 +188,12 @@ def _stream(where, model, hashes: dict[str, str], settings: dict, records: Seque
                 seen.add(r.key)
                 have = sum((r.key, m) in done for m in methods)
                 if r.key in failed:  # failed before: said again, not retried
-                    bar.update(n)
                     sink.report(r.key, failed[r.key])
                 elif have == n:
-                    bar.update(n)
+                    continue
                 elif why := label_problem(r, model):
                     sink.failure(r.key, hashes[r.key], why)
                 else:
-                    bar.update(have)
                     todo.append(r)
             if todo:
                 keys = {r.key for r in todo}
