@@ -7,6 +7,10 @@ efficientnet_lite0 at 224 x 224, the first ``--photos`` photos of imagenet-val-3
 ground-truth boxes and labels) in one batch; the maps of ``--method`` for the true class; each
 metric with its defaults (docs/metrics.md), timed once after a warm-up call of the method.
 Prints milliseconds per photo and the batch's mean value of each metric.
+
+Or, with ``--from-run DIR``: the timings an ``evaluate compare --metrics`` run measured as it
+went (``DIR/summary.json``: the mean milliseconds per photo of each method's map and of each
+metric on its maps), as a Markdown table; nothing is computed.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ def main() -> None:
     ap.add_argument("--metrics", default="all", help="names, families, all or cheap")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--from-run", default=None, metavar="DIR",
+                    help="print the timings of an evaluate compare --metrics run instead")
     ap.add_argument("--dataset", default=os.environ.get(
         "DEEPINSIDE_DATA", str(REPO.parent / "shared/data/imagenet-val-300")))
     args = ap.parse_args()
+    if args.from_run:
+        print(run_timings(json.loads((Path(args.from_run) / "summary.json").read_text())))
+        return
     torch.set_num_threads(args.threads)
 
     import deepinside
@@ -74,6 +83,26 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"method": args.method, "map_ms": map_ms,
                                                "photos": len(records), "rows": rows}, indent=2))
+
+
+def run_timings(summary: dict) -> str:
+    """A Markdown table of a run's timings: a row per metric, a column per method (ms per
+    photo; the map's first, then each metric's on that method's maps, with the metric's
+    share of the method's total)."""
+    methods = list(summary["methods"])
+    total = {m: (summary["methods"][m]["map_ms"] or 0.0)
+             + sum(summary["methods"][m]["metric_ms"].values()) for m in methods}
+    lines = ["| ms / photo | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    lines.append("| the map | " + " | ".join(f"{summary['methods'][m]['map_ms']:.0f}"
+                                             for m in methods) + " |")
+    for n in summary["higher_is_better"]:
+        cells = []
+        for m in methods:
+            v = summary["methods"][m]["metric_ms"].get(n)
+            cells.append("-" if v is None else f"{v:.0f} ({100 * v / total[m]:.0f}%)")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("| total | " + " | ".join(f"{total[m]:.0f}" for m in methods) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import data_dir
 
+from deepinside.evaluate.metrics_run import summarize_metrics
 from deepinside.report.page import render_page
+from deepinside.report.sections import metrics_section
 
 
 class _Page(HTMLParser):
@@ -55,14 +57,15 @@ def test_quick_report_on_demo_photos_from_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "deepinside", "paper", "--quick", "-o", out],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "[5/5] Beyond the paper" in done.stderr  # progress per section
+    assert "[5/6] Beyond the paper" in done.stderr  # progress per section
+    assert "[6/6] Methods scored by metrics" in done.stderr
     page = check_page(out)
     assert len(page.images) == 5  # two class-model grids, evolution, saliency, localisation
     report = json.loads((out / "report.json").read_text())
     s = report["sections"]
     assert report["quick"] and "Quick report" in (out / "index.html").read_text()
     assert "no dataset with boxes" in s["localization"]["skipped"]
-    assert "skipped" in s["methods"]
+    assert "skipped" in s["methods"] and "skipped" in s["metrics"]
     assert s["deconvnet"]["conv_maxpool_network"]["without_relu"]["max_abs_difference"] == 0.0
     assert s["deconvnet"]["conv_maxpool_network"]["with_relu"]["relative"] > 0.01
     modes = s["class_models"]["modes"]
@@ -96,6 +99,18 @@ def test_report_numbers_are_evaluate_localization_s_and_a_rerun_reuses(tmp_path,
     assert first["accuracy"]["top1"] == summary["top1_cls_acc"]
     rows = first["sections"]["methods"]["rows"]
     assert [r["method"] for r in rows] == ["gradient", "guided_backprop", "gradcam"]
+    # the metrics table is its run's summary; each mean is its lines' mean
+    metrics = first["sections"]["metrics"]
+    run = out / "eval" / "metrics-quick"
+    assert metrics["run"] == "eval/metrics-quick" and metrics["n_photos"] == 4
+    assert {k: v for k, v in metrics.items() if k != "seconds"} == metrics_section(
+        json.loads((run / "summary.json").read_text()), "eval/metrics-quick")
+    lines = [json.loads(x) for x in (run / "per_image.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 * 3
+    sparse = next(r for r in metrics["rows"] if r["metric"] == "sparseness")
+    for m in metrics["methods"]:
+        vals = [d["scores"]["sparseness"] for d in lines if d["method"] == m]
+        assert sparse["methods"][m]["mean"] == pytest.approx(sum(vals) / 4, abs=1e-4)
     # an interrupted report: one section's result lost, the page not written
     (out / "cache" / "methods.json").unlink()
     (out / "index.html").unlink()
@@ -103,7 +118,7 @@ def test_report_numbers_are_evaluate_localization_s_and_a_rerun_reuses(tmp_path,
                          say=lambda m: None)
     s = again["sections"]
     assert all(s[k].get("reused") for k in ("class_models", "saliency", "deconvnet",
-                                             "localization"))
+                                             "localization", "metrics"))
     def untimed(rs):
         return [{k: v for k, v in r.items() if k != "ms_per_image"} for r in rs]
 
@@ -141,6 +156,12 @@ def test_page_renders_every_section_from_report_json():
                                                    "with_relu": {"relative": 0.5}}},
             "localization": {"figure": "f/l.png", "paper_top5_loc_err": 0.464,
                              "table": {"paper": loc, "default": loc}},
+            "metrics": metrics_section(summarize_metrics(
+                [{"key": f"k{i}", "record_hash": "h", "method": m, "map_ms": 2.0,
+                  "scores": {"sparseness": v[i], "pointing_game": 1.0}}
+                 for m, v in (("gradient", [0.9, 0.8, 0.85, 0.95]),
+                              ("gradcam", [0.1, 0.2, 0.15, 0.05])) for i in range(4)],
+                ["gradient", "gradcam"], ["sparseness", "pointing_game"]), "eval/metrics"),
             "methods": {"n_photos": 5, "rows": [{"method": "gradient", "pointing": 0.9,
                                                  "gt_known_loc": 0.5, "deletion_auc": 0.1,
                                                  "insertion_auc": 0.4,
@@ -155,6 +176,10 @@ def test_page_renders_every_section_from_report_json():
     assert page.images == ["f/a.png", "f/e.png", "f/b.png", "f/s.png", "f/l.png"]
     assert "lemon &lt;b&gt;" in html and "46.4%" in html and "30.0%" in html
     assert "mean probability of 0.85" in html  # the generating model on its paper images
+    # the metrics table: mean ± 95% half-width, the significantly better method in bold
+    assert "<b>0.875 &plusmn; 0.103</b>" in html and "0.125 &plusmn; 0.103" in html
+    assert "sparseness: gradient better than gradcam (p = 0.0014)" in html
+    assert "pointing_game: " not in html  # equal everywhere: no test, no difference
 
 
 @pytest.mark.slow
@@ -181,5 +206,5 @@ def test_the_page_in_a_real_browser_at_desktop_and_phone_width(tmp_path, lite0):
             assert broken == [] and problems == []
             # nothing wider than the screen (tables scroll inside themselves)
             assert page.evaluate("() => document.documentElement.scrollWidth") <= width
-            assert page.locator("h2").count() == 5
+            assert page.locator("h2").count() == 6
             page.close()

@@ -174,7 +174,8 @@ def _stream(where, model, hashes: dict[str, str], settings: dict, records: Seque
     done = {(d["key"], d.get("method")) for d in old}
     failed = {d["key"]: d["error"] for d in old if "error" in d}
     n = len(methods)
-    bar = tqdm(total=n * len(hashes), desc="compare", unit="line",
+    initial = sum(n if k in failed else sum((k, m) in done for m in methods) for k in hashes)
+    bar = tqdm(total=n * len(hashes), initial=initial, desc="compare", unit="line",
                disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
     try:
         with lines_path.open("a", encoding="utf-8") as f:
@@ -187,14 +188,12 @@ def _stream(where, model, hashes: dict[str, str], settings: dict, records: Seque
                 seen.add(r.key)
                 have = sum((r.key, m) in done for m in methods)
                 if r.key in failed:  # failed before: said again, not retried
-                    bar.update(n)
                     sink.report(r.key, failed[r.key])
                 elif have == n:
-                    bar.update(n)
+                    continue
                 elif why := label_problem(r, model):
                     sink.failure(r.key, hashes[r.key], why)
                 else:
-                    bar.update(have)
                     todo.append(r)
             if todo:
                 keys = {r.key for r in todo}
@@ -274,16 +273,16 @@ def summarize_metrics(rows: Sequence[dict], methods: Sequence[str],
 
 
 def metrics_table(summary: dict) -> str:
-    """A Markdown table: methods x metrics, ``mean ± 95% half-width``; a ``*`` marks a method
-    significantly better than every other method on that metric; then the significant pairs."""
+    """A Markdown table: a row per metric (its direction), a column per method, cells
+    ``mean ± 95% half-width``; a ``*`` marks a method significantly better than every other
+    method on that metric; a last row of the map's milliseconds per photo; then the
+    significant pairs."""
     methods = list(summary["methods"])
     metrics = list(summary["higher_is_better"])
-    head = "| method | " + " | ".join(
-        f"{n} ({'higher' if summary['higher_is_better'][n] else 'lower'})" for n in metrics)
-    lines = [head + " | ms / image |", "|" + "---|" * (len(metrics) + 2)]
-    for m in methods:
+    lines = ["| metric | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for n in metrics:
         cells = []
-        for n in metrics:
+        for m in methods:
             c = summary["methods"][m][n]
             if c["mean"] is None:
                 cells.append("-")
@@ -292,13 +291,16 @@ def metrics_table(summary: dict) -> str:
             star = "*" if len(methods) > 1 and wins == len(methods) - 1 else ""
             half = f" ± {c['ci95']:.3g}" if c["ci95"] is not None else ""
             cells.append(f"{c['mean']:.3g}{half}{star}")
-        ms = summary["methods"][m].get("map_ms")
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ms:.0f} |" if ms is not None
-                     else f"| {m} | " + " | ".join(cells) + " | - |")
+        way = "higher" if summary["higher_is_better"][n] else "lower"
+        lines.append(f"| {n} ({way}) | " + " | ".join(cells) + " |")
+    ms = [summary["methods"][m].get("map_ms") for m in methods]
+    lines.append("| map, ms / photo | " + " | ".join("-" if v is None else f"{v:.0f}"
+                                                   for v in ms) + " |")
     pairs = [f"{n}: {s['better']} better than {s['b'] if s['better'] == s['a'] else s['a']} "
              f"(p = {s['p']:.2g}, n = {s['n']})"
              for n in metrics for s in summary["significant"][n]]
     lines.append("")
-    lines.append(f"{summary['n_images']} photos; ± is the 95% interval of the mean; significant "
-                 "differences (paired t-test, Holm, 5%): " + ("; ".join(pairs) or "none"))
+    lines.append(f"{summary['n_images']} photos; ± is the 95% interval of the mean; * better "
+                 "than every other method; significant differences (paired t-test, Holm, 5%): "
+                 + ("; ".join(pairs) or "none"))
     return "\n".join(lines)

@@ -5,7 +5,8 @@ classifier and a dataset with boxes (:mod:`.sections`), keeps each section's res
 ``out/cache/`` (so an interrupted report resumes, and a second run with the same arguments only
 re-renders), and writes ``out/index.html`` (:mod:`.page`; no CDN, the figures beside it),
 ``out/report.json`` (every number the page shows) and ``out/figures/``. The localisation
-tables are ``deepinside evaluate localization`` runs in ``out/eval/<recipe>/``.
+tables are ``deepinside evaluate localization`` runs in ``out/eval/<recipe>/``, the metrics
+table an ``evaluate compare --metrics`` run in ``out/eval/metrics[-quick]/``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SECTIONS = (
     ("deconvnet", "Deconvnet and the gradient (section 4)", sections.deconvnet_and_gradient),
     ("localization", "Localisation (figure 3, section 6)", sections.localization),
     ("methods", "Beyond the paper", sections.methods_comparison),
+    ("metrics", "Methods scored by metrics", sections.metrics_comparison),
 )
 
 
@@ -69,6 +71,7 @@ def paper_report(
     dataset: str | None = None,
     quick: bool = False,
     say: Callable[[str], None] | None = None,
+    metrics_run: str | Path | None = None,
 ) -> dict:
     """Regenerate the paper's figures and tables on ``classifier``; write the page.
 
@@ -82,6 +85,8 @@ def paper_report(
         quick: fewer classes, steps and photos (the first :data:`QUICK_PHOTOS` of the
             dataset); the page says so.
         say: progress messages (default: stderr).
+        metrics_run: an ``evaluate compare --metrics`` run folder whose ``summary.json`` the
+            metrics section shows, instead of making its own run (a small one in ``out/eval``).
 
     Returns:
         The content of ``report.json``.
@@ -105,7 +110,8 @@ def paper_report(
                 break
     if not photos:  # no dataset, or none of its first photos can be read
         photos = demo_photos()
-    ctx = sections.Context(classifier, out, records, photos, quick, say)
+    ctx = sections.Context(classifier, out, records, photos, quick, say,
+                           Path(metrics_run) if metrics_run is not None else None)
     from ..evaluate.runner import weights_hash
 
     pre = getattr(classifier, "preprocessing", None)
@@ -113,7 +119,8 @@ def paper_report(
               "weights_sha256": weights_hash(classifier.module),
               "preprocessing": repr(pre),
               "photos": [r.key for r in records] if records is not None else "demo",
-              "quick": quick, "version": _versions()["deepinside"]}
+              "quick": quick, "version": _versions()["deepinside"],
+              "metrics_run": str(metrics_run) if metrics_run is not None else None}
     report: dict = {
         "title": "Deep Inside Convolutional Networks, regenerated",
         "paper": "Simonyan, Vedaldi & Zisserman 2013, https://arxiv.org/abs/1312.6034",

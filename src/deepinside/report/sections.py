@@ -23,6 +23,8 @@ __all__ = [
     "deconvnet_and_gradient",
     "localization",
     "methods_comparison",
+    "metrics_comparison",
+    "metrics_section",
     "saliency_maps",
 ]
 
@@ -30,6 +32,10 @@ __all__ = [
 PAPER_CLASSES = ("goose", "ostrich", "limousine", "washing machine", "computer keyboard",
                  "kit fox", "husky", "dalmatian", "bell pepper", "lemon")
 PAPER_TOP5_LOC_ERR = 0.464  # ILSVRC-2013 test, the paper's section 6
+# The metrics of the metrics section: none needs more than a few passes of the model per photo
+# in a quick report; the full one adds a faithfulness and a randomisation metric.
+QUICK_METRICS = "cheap"
+FULL_METRICS = "cheap,faithfulness_correlation,random_logit"
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Context:
         photos: ``(name, PIL image)`` for the saliency figure (dataset or demo photos).
         quick: fewer steps and photos.
         say: progress messages (one line each).
+        metrics_run: an ``evaluate compare --metrics`` run whose ``summary.json`` the metrics
+            section shows (``None``: the section makes its own run in ``out/eval/``).
     """
 
     classifier: object
@@ -51,6 +59,7 @@ class Context:
     photos: list
     quick: bool
     say: Callable[[str], None] = print
+    metrics_run: Path | None = None
     figures: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -271,6 +280,53 @@ def methods_comparison(ctx: Context) -> dict:
     return {"n_photos": len(records),
             "rows": [{k: (round(v, 4) if isinstance(v, float) else v)
                       for k, v in r.to_dict().items()} for r in rows]}
+
+
+def metrics_comparison(ctx: Context) -> dict:
+    """Beyond the paper: the methods scored by metrics of Quantus's families, means with 95%
+    intervals and the significant differences (an ``evaluate compare --metrics`` run in
+    ``out/eval/metrics[-quick]``, resumable as any run; or the summary of ``ctx.metrics_run``)."""
+    from deepinside.evaluate.metrics_run import compare_metrics
+    from deepinside.methods import method_names
+
+    if ctx.metrics_run is not None:
+        summary = json.loads((Path(ctx.metrics_run) / "summary.json").read_text())
+        return metrics_section(summary, str(ctx.metrics_run))
+    if ctx.records is None:
+        return {"skipped": "no dataset with labels and boxes (--dataset): the metrics explain "
+                           "the true class and the localisation ones need ground-truth boxes"}
+    methods = list(method_names(report="quick" if ctx.quick else "full"))
+    metrics = QUICK_METRICS if ctx.quick else FULL_METRICS
+    records = ctx.records[: 4 if ctx.quick else 32]
+    run = ctx.out / "eval" / ("metrics-quick" if ctx.quick else "metrics")
+    ctx.say(f"  metrics: {len(methods)} methods on {len(records)} photos ({metrics})")
+    summary = compare_metrics(ctx.classifier, records, run, methods, metrics,
+                              show_progress=False)
+    return metrics_section(summary, ctx.rel(run))
+
+
+def metrics_section(summary: dict, run: str) -> dict:
+    """The metrics section's part of ``report.json`` from a run's ``summary.json``: per metric
+    (its direction) and method the mean, the 95% half-width and the count, and the pairs of
+    methods whose difference is significant (paired t-test, Holm, 5%)."""
+    def r4(v):
+        return None if v is None else round(float(v), 4)
+
+    methods = list(summary["methods"])
+    rows = []
+    for name, higher in summary["higher_is_better"].items():
+        cells = {m: {"mean": r4(summary["methods"][m][name]["mean"]),
+                     "ci95": r4(summary["methods"][m][name]["ci95"]),
+                     "n": summary["methods"][m][name]["n"]} for m in methods}
+        pairs = [{"better": p["better"], "worse": p["b"] if p["better"] == p["a"] else p["a"],
+                  "p": float(f"{p['p']:.3g}"), "n": p["n"]}
+                 for p in summary["significant"].get(name, [])]
+        rows.append({"metric": name, "higher_is_better": higher, "methods": cells,
+                     "significant": pairs})
+    return {"run": run, "n_photos": summary["n_images"], "n_failed": summary["n_failed"],
+            "methods": methods, "map_ms": {m: r4(summary["methods"][m].get("map_ms"))
+                                           for m in methods},
+            "rows": rows}
 
 
 def cached(path: Path, config: dict, compute: Callable[[], dict], figures: Path) -> dict:
