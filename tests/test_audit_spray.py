@@ -100,3 +100,19 @@ def test_identical_maps_and_small_classes():
     assert few.k == 1 and not few.labels.any()
     with pytest.raises(ValueError, match="keys"):
         S.spectral_clusters(np.ones((5, 2, 2)), ["a"])
+
+
+def test_a_large_class_is_clustered_on_a_sample_the_same_in_any_order(monkeypatch):
+    maps, truth = blob_maps(3, per=20, seed=3)
+    keys = [f"p{i:03d}" for i in range(len(maps))]
+    sizes = []
+    spectrum = S.laplacian_spectrum
+    monkeypatch.setattr(S, "laplacian_spectrum", lambda a: (sizes.append(len(a)), spectrum(a))[1])
+    c = S.spectral_clusters(maps, keys, max_maps=24)  # 24 of the 60 maps build the spectrum
+    assert sizes == [24]
+    assert c.k == 3
+    assert partition(c.labels, keys) == partition(truth, keys)  # the others join their blob
+    order = np.random.default_rng(0).permutation(len(maps))
+    d = S.spectral_clusters(maps[order], [keys[i] for i in order], max_maps=24)
+    assert partition(d.labels, [keys[i] for i in order]) == partition(c.labels, keys)
+    np.testing.assert_allclose(d.eigenvalues, c.eigenvalues, atol=1e-9)

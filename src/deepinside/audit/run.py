@@ -109,71 +109,124 @@ def audit(
         RunLockedError: another audit is writing into ``out``.
         ValueError: an unknown class or backend. DatasetError: an unreadable data set.
     """
-    from tqdm import tqdm
-
-    from .. import __version__
-    from ..evaluate.backend import LinesSpec
-    from ..evaluate.datasets import read_dataset
-    from ..evaluate.rundir import check_config, locked, record_hash
-    from ..evaluate.runner import get_backend, stream_run
-    from ..images import ImageLoadError, open_photo
-    from .analysis import analyse, audit_batch
+    from ..evaluate.rundir import locked
+    from ..evaluate.runner import get_backend
 
     where = get_backend(backend)
     where.check()
-
     if on_problem is None:
-        def on_problem(photo: str, reason: str) -> None:
-            warnings.warn(f"{photo}: {reason}", stacklevel=3)
+        on_problem = _warn
+    records, source = _records(model, dataset, classes, limit, on_problem, dataset_name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        lines, failed = _stream_lines(
+            model, records, out, where, method=method, options=options, batch_size=batch_size,
+            workers=workers, ray_address=ray_address, show_progress=show_progress,
+            on_problem=on_problem)
+        photos = _PhotoReader(records, lines)
+        classes_ = _analyse(model, lines, photos, erase_photos=erase_photos,
+                            batch_size=batch_size, show_progress=show_progress)
+        meta = _meta(model, method, source, len(lines), failed)
+        return _write(out, classes_, meta, photos, figure_classes)
+
+
+def _warn(photo: str, reason: str) -> None:
+    warnings.warn(f"{photo}: {reason}", stacklevel=3)
+
+
+def _records(model, dataset: str | Path | Sequence, classes: Sequence[int | str] | None,
+             limit: int | None, on_problem: Callable[[str, str], None],
+             dataset_name: str | None) -> tuple[list, str]:
+    """The stage that reads the data set: its selected records, and what the page calls it."""
+    from ..evaluate.datasets import read_dataset
 
     source = dataset_name or (str(dataset) if isinstance(dataset, (str, Path)) else "records")
     if isinstance(dataset, (str, Path)):
         dataset, problems = read_dataset(dataset)
-        for where, why in problems:
-            on_problem(where, why)
-    records = select_records(model, dataset, classes, limit)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with locked(out):
-        check_config(out, audit_config(model, method, {k: repr(v) for k, v in
-                                                       sorted(options.items())}))
-        spec = LinesSpec(model, functools.partial(audit_batch, method=method,
-                                                  batch_size=batch_size, options=options),
-                         {r.key: record_hash(r) for r in records}, batch_size=batch_size,
-                         workers=workers, address=ray_address,
-                         warn=lambda path, note: on_problem(str(path), f"warning: {note}"))
-        rows = stream_run(model, records, out, spec.hashes,
-                          lambda todo, sink: where.lines(spec, todo, sink), desc="audit",
-                          parse=AuditRecord.from_json, show_progress=show_progress,
-                          on_problem=on_problem)
-        mine = [r for r in rows if isinstance(r, AuditRecord)]
-        failed = len(rows) - len(mine)
-        by_key = {r.key: r for r in records}
+        for place, why in problems:
+            on_problem(place, why)
+    return select_records(model, dataset, classes, limit), source
 
-        def photo(key: str):
-            try:
-                return open_photo(by_key[key].path)
-            except (ImageLoadError, OSError):
-                return None
 
-        bar = tqdm(total=len({r.label for r in mine}), desc="audit classes", unit="class",
-                   disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+def _stream_lines(model, records: list, out: Path, where, *, method: str, options: dict,
+                  batch_size: int, workers: int, ray_address: str | None, show_progress: bool,
+                  on_problem: Callable[[str, str], None]) -> tuple[list[AuditRecord], int]:
+    """The per-photo stage (in ``out``, locked by the caller): the config checked, the lines
+    already written read back, the others computed by the backend ``where`` and streamed.
+
+    Returns:
+        ``(the audit lines of the records, how many photos failed)``.
+    """
+    from ..evaluate.backend import LinesSpec
+    from ..evaluate.rundir import check_config, record_hash
+    from ..evaluate.runner import stream_run
+    from .analysis import audit_batch
+
+    check_config(out, audit_config(model, method, {k: repr(v) for k, v in
+                                                   sorted(options.items())}))
+    spec = LinesSpec(model, functools.partial(audit_batch, method=method,
+                                              batch_size=batch_size, options=options),
+                     {r.key: record_hash(r) for r in records}, batch_size=batch_size,
+                     workers=workers, address=ray_address,
+                     warn=lambda path, note: on_problem(str(path), f"warning: {note}"))
+    rows = stream_run(model, records, out, spec.hashes,
+                      lambda todo, sink: where.lines(spec, todo, sink), desc="audit",
+                      parse=AuditRecord.from_json, show_progress=show_progress,
+                      on_problem=on_problem)
+    lines = [r for r in rows if isinstance(r, AuditRecord)]
+    return lines, len(rows) - len(lines)
+
+
+class _PhotoReader:
+    """``key -> photo`` (read from disk when asked, never kept: the erase check and the
+    figures read their photos batch by batch), and ``key -> (photo, pooled map)``."""
+
+    def __init__(self, records: Sequence, lines: Sequence[AuditRecord]) -> None:
+        self.paths = {r.key: r.path for r in records}
+        self.lines = {r.key: r for r in lines}
+
+    def __call__(self, key: str):
+        from ..images import ImageLoadError, open_photo
+
         try:
-            classes_ = analyse(model, mine, photo, names=model.short_name,
-                               erase_photos=erase_photos, batch_size=batch_size,
-                               progress=bar.update)
-        finally:
-            bar.close()
-        meta = {"model": getattr(model, "name", "model"), "method": method, "dataset": source,
-                "n_photos": len(mine), "n_failed": failed, "deepinside": __version__}
-        lookup = {r.key: r for r in mine}
+            return open_photo(self.paths[key])
+        except (ImageLoadError, OSError):
+            return None
 
-        def example(key: str):
-            p = photo(key)
-            return None if p is None else (p, lookup[key].grid())
+    def example(self, key: str):
+        p = self(key)
+        return None if p is None else (p, self.lines[key].grid())
 
-        figures = write_figures(classes_, out, example, figure_classes)
-        result = audit_json(classes_, meta)
-        (out / AUDIT_JSON).write_text(json.dumps(result, indent=2) + "\n")
-        (out / PAGE).write_text(render_audit_page(classes_, meta, figures), encoding="utf-8")
+
+def _analyse(model, lines: list[AuditRecord], photos: _PhotoReader, *, erase_photos: int,
+             batch_size: int, show_progress: bool) -> list:
+    """The per-class stage: strategies, suspicion and erase check (a progress bar of classes)."""
+    from tqdm import tqdm
+
+    from .analysis import analyse
+
+    bar = tqdm(total=len({r.label for r in lines}), desc="audit classes", unit="class",
+               disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        return analyse(model, lines, photos, names=model.short_name, erase_photos=erase_photos,
+                       batch_size=batch_size, progress=bar.update)
+    finally:
+        bar.close()
+
+
+def _meta(model, method: str, source: str, n_photos: int, failed: int) -> dict:
+    from .. import __version__
+
+    return {"model": getattr(model, "name", "model"), "method": method, "dataset": source,
+            "n_photos": n_photos, "n_failed": failed, "deepinside": __version__}
+
+
+def _write(out: Path, classes: list, meta: dict, photos: _PhotoReader,
+           figure_classes: int) -> dict:
+    """The output stage: the figures, ``audit.json`` and ``index.html``; returns the JSON."""
+    figures = write_figures(classes, out, photos.example, figure_classes)
+    result = audit_json(classes, meta)
+    (out / AUDIT_JSON).write_text(json.dumps(result, indent=2) + "\n")
+    (out / PAGE).write_text(render_audit_page(classes, meta, figures), encoding="utf-8")
     return result

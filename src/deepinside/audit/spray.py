@@ -18,6 +18,10 @@ https://doi.org/10.1038/s41467-019-08987-4:
 4. the rows of the first ``k`` eigenvectors, scaled to unit length (Ng, Jordan & Weiss 2001),
    are clustered by k-means (:func:`spectral_clusters`).
 
+A class with more than :data:`MAX_SPECTRAL` maps is clustered on that many of them (chosen by a
+hash of their keys) and the others join the nearest cluster, so its memory stays bounded (the
+affinity is ``N x N``) however many photos the class has.
+
 Deterministic and independent of the photos' order: the affinity depends on distances only,
 k-means starts from the farthest-point seeds
 chosen by distances alone (an exact tie goes to the smaller key), and the clusters are numbered
@@ -30,6 +34,7 @@ NumPy only (no torch, no scikit-learn).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +55,7 @@ __all__ = [
 GRID = 16  # cells a side of a downsampled map
 MIN_PHOTOS = 4  # fewer maps than this are one cluster (no spectrum to read)
 MAX_K = 8  # at most this many strategies a class
+MAX_SPECTRAL = 1000  # a class's spectrum is read off at most this many maps (memory N^2)
 _TIE = 1e-9  # scores closer than this are a tie (broken by key, never by position)
 
 
@@ -201,7 +207,7 @@ class Clustering:
 
 def spectral_clusters(maps: np.ndarray, keys: Sequence[str] | None = None, *,
                       k: int | None = None, neighbours: int | None = None,
-                      max_k: int = MAX_K) -> Clustering:
+                      max_k: int = MAX_K, max_maps: int = MAX_SPECTRAL) -> Clustering:
     """Cluster one class's maps ``(N, h, w)`` (already downsampled) by SpRAy.
 
     Args:
@@ -211,6 +217,11 @@ def spectral_clusters(maps: np.ndarray, keys: Sequence[str] | None = None, *,
         k: the number of clusters (default: :func:`eigengap_k`).
         neighbours: see :func:`affinity`.
         max_k: the most clusters the eigengap may choose.
+        max_maps: a class with more maps is clustered on ``max_maps`` of them (a sample fixed
+            by a hash of their keys, so the same for the maps in any order), and every other
+            map joins the cluster whose mean unit map is nearest: the affinity and the
+            Laplacian are ``(N, N)``, so memory and time stay bounded however many photos a
+            class has.
 
     Returns:
         :class:`Clustering`; clusters numbered by size (largest first), then by smallest key.
@@ -221,14 +232,38 @@ def spectral_clusters(maps: np.ndarray, keys: Sequence[str] | None = None, *,
     keys_ = _order_keys(keys, n)
     if n < MIN_PHOTOS and k is None:
         return Clustering(np.zeros(n, dtype=int), 1 if n else 0, np.zeros(0))
+    if n > max_maps:
+        return _sampled_clusters(x, keys_, k, neighbours, max_k, max_maps)
     vals, vecs = laplacian_spectrum(affinity(x, neighbours))
     kk = min(k if k is not None else eigengap_k(vals, max_k), n)
     u = vecs[:, :kk]
     u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-    raw = kmeans(u, kk, keys_)
+    return _numbered(kmeans(u, kk, keys_), keys_, vals[:max_k + 1])
+
+
+def _sampled_clusters(x: np.ndarray, keys: list, k: int | None, neighbours: int | None,
+                      max_k: int, max_maps: int) -> Clustering:
+    """:func:`spectral_clusters` of ``max_maps`` unit maps ``x`` ``(N, D)`` chosen by a hash
+    of their keys; the others join the cluster with the nearest mean (ties: the larger)."""
+    def digest(key) -> bytes:
+        return hashlib.sha1(str(key).encode()).digest()
+
+    sample = np.array(sorted(range(len(x)), key=lambda i: (digest(keys[i]), keys[i]))[:max_maps])
+    part = spectral_clusters(x[sample], [keys[i] for i in sample], k=k, neighbours=neighbours,
+                             max_k=max_k, max_maps=max_maps)
+    centres = np.stack([x[sample[part.labels == j]].mean(0) for j in range(part.k)])
+    d = ((x * x).sum(1)[:, None] + (centres * centres).sum(1)[None]
+         - 2.0 * x @ centres.T)  # (N, k) squared distances
+    raw = np.array([int(np.flatnonzero(row <= row.min() + _TIE)[0]) for row in d])
+    raw[sample] = part.labels
+    return _numbered(raw, keys, part.eigenvalues)
+
+
+def _numbered(raw: np.ndarray, keys_: list, eigenvalues: np.ndarray) -> Clustering:
+    """Clusters renumbered by size (largest first), then by smallest key."""
     groups = sorted(set(raw.tolist()),
                     key=lambda j: (-(raw == j).sum(), min(keys_[i] for i in np.flatnonzero(
                         raw == j))))
     relabel = {j: r for r, j in enumerate(groups)}
     labels = np.array([relabel[j] for j in raw], dtype=int)
-    return Clustering(labels, len(groups), vals[:max_k + 1])
+    return Clustering(labels, len(groups), eigenvalues)
