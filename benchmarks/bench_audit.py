@@ -8,10 +8,13 @@ cluster's peak at the stamp, erasing the stamp hurts more than erasing the objec
 same head trained without stamps is not flagged? Writes both audits' pages.
 
 Part 2 (``--part scale``): lite0 (ImageNet) audited with Grad-CAM on N of the 300 photos, each
-N in a fresh process: wall time and peak memory (ru_maxrss) against N; then an audit killed
-half-way and resumed: how many photos the resumed run computed.
+N in a fresh process: wall and CPU time, the maps' share of it, and peak memory (ru_maxrss,
+after loading the model and at the end) against N; then an audit killed (SIGKILL) half-way and
+resumed: how many photos the resumed run computed, and whether the lines written before the kill
+are kept as they were.
 
-    PYTHONPATH=src python benchmarks/bench_audit.py --part planted --out bench-audit
+    PYTHONPATH=src python benchmarks/bench_audit.py --part planted --out bench-audit \
+        [--screenshot docs/img/audit_page.png]
     PYTHONPATH=src python benchmarks/bench_audit.py --part scale --out bench-audit
 """
 
@@ -60,6 +63,24 @@ def planted(out: Path, per_group: int | None) -> dict:
     return result
 
 
+def screenshot(page: Path, png: Path, size: tuple[int, int] = (1100, 1500)) -> None:
+    """The top of an audit page as a small PNG (Playwright and the system's Chromium; 256
+    colours), for the README."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=os.environ.get("CHROMIUM",
+                                                                    "/usr/bin/chromium"))
+        try:
+            tab = browser.new_page(viewport={"width": size[0], "height": size[1]})
+            tab.goto(page.resolve().as_uri())
+            tab.screenshot(path=str(png))
+        finally:
+            browser.close()
+    Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)
+
+
 def report_planted(r: dict) -> None:
     s = r["stamped"]["classes"]
     top = max(s, key=lambda c: c["suspicion"])
@@ -80,19 +101,42 @@ def report_planted(r: dict) -> None:
     print(f"\nstamped model: most suspicious class {top['name']!r}, flagged {top['flagged']}")
 
 
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _lines(path: Path) -> list[str]:
+    """The complete lines of a ``per_image.jsonl`` (a torn last line left out)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return text.splitlines()[:text.count("\n")]
+
+
 def one_run(out: Path, limit: int) -> None:
-    """A child: audit the first ``limit`` dev photos with lite0 and Grad-CAM; print JSON."""
+    """A child: audit the first ``limit`` dev photos with lite0 and Grad-CAM; print JSON: wall
+    and CPU seconds, the maps' seconds (the per-photo stage, summed over the lines this run
+    wrote), the peak RSS after loading the model and at the end."""
     import torch
 
     import deepinside
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     model = deepinside.load_model("efficientnet_lite0")
-    t = time.perf_counter()
+    rss_model = _rss_mb()
+    lines = out / "per_image.jsonl"
+    before = len(_lines(lines))
+    t, cpu = time.perf_counter(), time.process_time()
     audit = deepinside.audit(model, DATA / "annotations.json", out, limit=limit,
                              show_progress=False)
-    print(json.dumps({"limit": limit, "seconds": time.perf_counter() - t,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    seconds = time.perf_counter() - t
+    new = [json.loads(x) for x in _lines(lines)[before:]]
+    print(json.dumps({"limit": limit, "seconds": round(seconds, 1),
+                      "cpu_seconds": round(time.process_time() - cpu, 1),
+                      "per_photo_seconds": round(seconds / limit, 3),
+                      "computed": len(new),
+                      "map_seconds": round(sum(r.get("seconds", 0.0) for r in new), 1),
+                      "maxrss_mb_model_loaded": round(rss_model), "maxrss_mb": round(_rss_mb()),
                       "classes": len(audit["classes"]),
                       "flagged": sum(c["flagged"] for c in audit["classes"])}))
 
@@ -102,28 +146,31 @@ def child(out: Path, limit: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def scale(out: Path, sizes: list[int], resume_size: int) -> None:
     for n in sizes:
         p = child(out / f"scale-{n}", n)
-        print(p.communicate()[0].strip().splitlines()[-1], flush=True)
-    # kill half-way, then resume
+        got = json.loads(p.communicate()[0].strip().splitlines()[-1])
+        print(json.dumps({**got, "load_after": load()}), flush=True)
+    # kill (SIGKILL) half-way, then resume
     run = out / "resume"
     lines = run / "per_image.jsonl"
     p = child(run, resume_size)
-    while not lines.exists() or lines.read_text().count("\n") < resume_size // 2:
-        time.sleep(0.5)
-        if p.poll() is not None:
-            break
+    while len(_lines(lines)) < resume_size // 2 and p.poll() is None:
+        time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    before = lines.read_text().count("\n")
-    t = time.perf_counter()
+    kept = _lines(lines)
     p = child(run, resume_size)
     got = json.loads(p.communicate()[0].strip().splitlines()[-1])
-    after = lines.read_text().count("\n")
-    print(json.dumps({"killed_after_lines": before, "lines_after_resume": after,
-                      "computed_on_resume": after - before,
-                      "resume_seconds": time.perf_counter() - t, **got}))
+    after = _lines(lines)
+    print(json.dumps({"killed_after_lines": len(kept), "lines_after_resume": len(after),
+                      "written_lines_unchanged": after[:len(kept)] == kept,
+                      "distinct_photos": len({json.loads(x)["key"] for x in after}),
+                      **got, "load_after": load()}))
 
 
 def main() -> None:
@@ -132,9 +179,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-audit"))
     ap.add_argument("--per-group", type=int, default=None,
                     help="planted: at most this many photos of each group (default all)")
-    ap.add_argument("--sizes", default="100,300", help="scale: audit sizes")
+    ap.add_argument("--sizes", default="50,100,200,300", help="scale: audit sizes")
     ap.add_argument("--resume-size", type=int, default=300,
                     help="scale: photos of the audit killed half-way and resumed")
+    ap.add_argument("--screenshot", type=Path, default=None,
+                    help="planted: save the top of the stamped audit's page to this PNG")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -143,6 +192,8 @@ def main() -> None:
         r = planted(a.out, a.per_group)
         (a.out / "planted.json").write_text(json.dumps(r, indent=1))
         report_planted(r)
+        if a.screenshot is not None:
+            screenshot(a.out / "audit-stamped" / "index.html", a.screenshot)
     else:
         scale(a.out, [int(s) for s in a.sizes.split(",")], a.resume_size)
 
