@@ -65,9 +65,10 @@ _DEFAULTS: dict[str, dict] = {
         "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1,
+        "seeds": 1, "antialias": False,
     },
 }
+_TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
 _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of the loop
 
 # visualize's lucid mode: Lucent's milder transformation robustness at full resolution
@@ -396,7 +397,7 @@ def _best_seeds(score, pixels: Tensor, n: int, seeds: int, o: dict, seed: int, m
     """
     g = torch.Generator().manual_seed(seed + 7919)
     noise_g = torch.Generator(device=pixels.device).manual_seed(seed + 7920)
-    tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
+    tf = {key: o[key] for key in _TRANSFORM_KEYS}
     with torch.no_grad():
         batch = random_transform(pixels.repeat(probes, 1, 1, 1), g, noise_g, **tf)
         robust = score((batch - mean) / std)[1].view(probes, seeds, n).mean(0)
@@ -460,7 +461,7 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
     plan = octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
     inputs: dict[float, tuple[int, int]] = {}
-    tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
+    tf = {key: o[key] for key in _TRANSFORM_KEYS}
     for step, octave in enumerate(plan):
         if octave not in masks:
             masks[octave] = scale * band_mask(h, w, octave, dev, dt) if octave < 1 else scale
