@@ -283,7 +283,9 @@ def class_model(
             (``((scale, share), ...)``, see :func:`octave_plan`; ``((1.0, 1.0),)``: none),
             ``octave_input`` (the network sees each octave at its size, when it accepts that
             size), ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
-            ``color_jitter``, ``noise``, ``blur``, ``seeds`` (lucid: render each image from
+            ``color_jitter``, ``noise``, ``blur``, ``antialias`` (low-pass each copy before a
+            zoom out samples it: :func:`~.transforms.random_transform`), ``seeds`` (lucid:
+            render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
             ``decay``, ``blur_every``, ``blur_sigma``, ``jitter`` (pixel).
