@@ -62,10 +62,10 @@ _DEFAULTS: dict[str, dict] = {
     },
     "lucid": {
         "steps": 160, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
-        "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
+        "decay_power": 1.5, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1, "antialias": False,
+        "seeds": 1, "antialias": True,
     },
 }
 _TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
@@ -73,10 +73,12 @@ _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of 
 
 # visualize's lucid mode: Lucent's milder transformation robustness at full resolution
 # (``standard_transforms``: pad 12, jitter 8 and 4, scale 0.9-1.1, rotation 10 degrees), one
-# copy a step. The class model's strong transforms and octaves make class images that other
-# networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
+# copy a step, Lucid's spectrum (1 / f^1.2 here) and no low-pass. The class model's strong
+# anti-aliased transforms, octaves and lower-frequency prior (1 / f^1.5) make class images that
+# other networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
 _UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "shift": 12 / 224, "scale": (0.9, 1.1),
-               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0}
+               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0,
+               "decay_power": 1.2, "antialias": False}
 
 
 def mode_defaults(mode: str, units: bool = False) -> dict:
