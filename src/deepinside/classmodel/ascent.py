@@ -14,8 +14,9 @@ direction, sums of them), :func:`class_model` is its class case. Three modes:
 - ``"lucid"`` (default): Lucid / Lucent (Olah et al. 2017,
   https://distill.pub/2017/feature-visualization/): a decorrelated Fourier image
   (:mod:`.param`), octaves coarse to fine (DeepDream, https://github.com/google/deepdream),
-  several randomly transformed copies scored at every step (:mod:`.transforms`), a mild
-  total-variation penalty, Adam (:mod:`.optim`).
+  several randomly transformed copies scored at every step (:mod:`.transforms`; for class
+  models low-passed before a zoom out, with a lower-frequency spectrum: docs/classmodel.md), a
+  mild total-variation penalty, Adam (:mod:`.optim`).
 
 All randomness comes from generators seeded with ``seed``. The caller's model is never
 changed: the network is called only through :mod:`deepinside.engine` (eval mode, flags
