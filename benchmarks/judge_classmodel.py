@@ -50,7 +50,8 @@ HELD_OUT = [954, 309, 327, 388, 555, 779, 963, 144, 340, 947]
 # The lucid recipe before octaves and the rival objective (docs/classmodel.md): 128 steps at
 # full size, logit minus the mean of the other logits, shift 32 px, zoom 0.5-1.5, rotation 20.
 OLD_LUCID = {"steps": 128, "rivals": "mean", "octaves": ((1.0, 1.0),), "copies": 2,
-             "shift": 32 / 224, "scale": (0.5, 1.5), "rotate": 20.0, "color_jitter": 0.1}
+             "shift": 32 / 224, "scale": (0.5, 1.5), "rotate": 20.0, "color_jitter": 0.1,
+             "decay_power": 1.2, "antialias": False}
 RECIPES: dict[str, tuple[str, dict]] = {
     "old": ("lucid", OLD_LUCID),
     "new": ("lucid", {}),  # the current defaults (deepinside.classmodel.mode_defaults)

@@ -305,3 +305,38 @@ def test_cli_visualize_writes_images_top_photos_and_json(tmp_path, dev_data, cap
     assert main([*base, "--overwrite", "--unit", "blocks.99:3"]) == 2
     assert "blocks" in capsys.readouterr().err
     assert main([*base, "--overwrite", "--direction", str(direction_file), "--unit", "x:1"]) == 2
+
+
+def test_units_of_a_hugging_face_vit_saved_and_loaded_from_its_folder(tmp_path):
+    """A transformers ViTForImageClassification (tiny config, save_pretrained, loaded by
+    deepinside as ``hf:FOLDER``; nothing from the hub): a channel and a neuron on its 4 x 4
+    token grid read the layer's tokens as the model's own hidden states give them, their
+    gradients reach the input, and the ascent raises each of them."""
+    transformers = pytest.importorskip("transformers")
+    from hf_models import save
+
+    import deepinside
+
+    folder = save("vit", tmp_path / "vit")
+    clf = deepinside.load_model(f"hf:{folder}")
+    unit = "vit.layers.1"  # the second encoder block: tokens [B, 1 + 4 * 4, 16]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    own = transformers.AutoModelForImageClassification.from_pretrained(folder).eval()
+    with torch.no_grad():  # the hidden states after block 1, the class token dropped
+        tokens = own(pixel_values=x, output_hidden_states=True).hidden_states[2][:, 1:]
+    grid = tokens.reshape(2, 4, 4, -1)  # [B, row, column, C]: patches in row-major order
+    ch, nr = channel(unit, 5), neuron(unit, 7, x=1, y=2)
+    torch.testing.assert_close(unit_values(clf, ch, x), grid[..., 5].mean((1, 2)), rtol=1e-4,
+                               atol=1e-5)
+    torch.testing.assert_close(unit_values(clf, nr, x), grid[:, 2, 1, 7], rtol=1e-4,
+                               atol=1e-5)
+    for objective in (ch, nr):
+        g, _ = unit_gradient(clf, objective, x)
+        assert torch.isfinite(g).all() and (g.abs().amax(dim=(1, 2, 3)) > 0).all()
+        still = {"shift": 0, "scale": (1.0, 1.0), "rotate": 0}  # the ascent alone
+        r = visualize(clf, objective, steps=12, **still)
+        assert r.images.shape == (1, 3, 32, 32) and torch.isfinite(r.objective).all()
+        assert r.objective[-1, 0] > r.objective[0, 0] + 0.05, str(objective)
+        torch.testing.assert_close(r.values, unit_values(clf, objective, r.raw), rtol=1e-4,
+                                   atol=1e-5)
+    assert all(p.grad is None for p in clf.module.parameters())

@@ -14,8 +14,9 @@ direction, sums of them), :func:`class_model` is its class case. Three modes:
 - ``"lucid"`` (default): Lucid / Lucent (Olah et al. 2017,
   https://distill.pub/2017/feature-visualization/): a decorrelated Fourier image
   (:mod:`.param`), octaves coarse to fine (DeepDream, https://github.com/google/deepdream),
-  several randomly transformed copies scored at every step (:mod:`.transforms`), a mild
-  total-variation penalty, Adam (:mod:`.optim`).
+  several randomly transformed copies scored at every step (:mod:`.transforms`; for class
+  models low-passed before a zoom out, with a lower-frequency spectrum: docs/classmodel.md), a
+  mild total-variation penalty, Adam (:mod:`.optim`).
 
 All randomness comes from generators seeded with ``seed``. The caller's model is never
 changed: the network is called only through :mod:`deepinside.engine` (eval mode, flags
@@ -62,20 +63,23 @@ _DEFAULTS: dict[str, dict] = {
     },
     "lucid": {
         "steps": 160, "lr": 0.05, "l2": 0.0, "tv": 1e-3, "other": 1.0, "copies": 2,
-        "decay_power": 1.2, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
+        "decay_power": 1.5, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1,
+        "seeds": 1, "antialias": True,
     },
 }
+_TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
 _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of the loop
 
 # visualize's lucid mode: Lucent's milder transformation robustness at full resolution
 # (``standard_transforms``: pad 12, jitter 8 and 4, scale 0.9-1.1, rotation 10 degrees), one
-# copy a step. The class model's strong transforms and octaves make class images that other
-# networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
+# copy a step, Lucid's spectrum (1 / f^1.2 here) and no low-pass. The class model's strong
+# anti-aliased transforms, octaves and lower-frequency prior (1 / f^1.5) make class images that
+# other networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
 _UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "shift": 12 / 224, "scale": (0.9, 1.1),
-               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0}
+               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0,
+               "decay_power": 1.2, "antialias": False}
 
 
 def mode_defaults(mode: str, units: bool = False) -> dict:
@@ -282,7 +286,9 @@ def class_model(
             (``((scale, share), ...)``, see :func:`octave_plan`; ``((1.0, 1.0),)``: none),
             ``octave_input`` (the network sees each octave at its size, when it accepts that
             size), ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
-            ``color_jitter``, ``noise``, ``blur``, ``seeds`` (lucid: render each image from
+            ``color_jitter``, ``noise``, ``blur``, ``antialias`` (low-pass each copy before a
+            zoom out samples it: :func:`~.transforms.random_transform`), ``seeds`` (lucid:
+            render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
             ``decay``, ``blur_every``, ``blur_sigma``, ``jitter`` (pixel).
@@ -396,7 +402,7 @@ def _best_seeds(score, pixels: Tensor, n: int, seeds: int, o: dict, seed: int, m
     """
     g = torch.Generator().manual_seed(seed + 7919)
     noise_g = torch.Generator(device=pixels.device).manual_seed(seed + 7920)
-    tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
+    tf = {key: o[key] for key in _TRANSFORM_KEYS}
     with torch.no_grad():
         batch = random_transform(pixels.repeat(probes, 1, 1, 1), g, noise_g, **tf)
         robust = score((batch - mean) / std)[1].view(probes, seeds, n).mean(0)
@@ -460,7 +466,7 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
     plan = octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
     inputs: dict[float, tuple[int, int]] = {}
-    tf = {key: o[key] for key in ("shift", "scale", "rotate", "color_jitter", "noise", "blur")}
+    tf = {key: o[key] for key in _TRANSFORM_KEYS}
     for step, octave in enumerate(plan):
         if octave not in masks:
             masks[octave] = scale * band_mask(h, w, octave, dev, dt) if octave < 1 else scale
