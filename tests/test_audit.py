@@ -272,3 +272,18 @@ def test_audit_on_ray_writes_the_same_lines(tmp_path):
 
     assert strip(tmp_path / "ray") == strip(tmp_path / "local")
     assert remote["classes"] == local["classes"]
+
+
+def test_audit_of_a_path_with_a_malformed_record_reports_it_and_goes_on(tmp_path):
+    from models import tiny_classifier
+
+    import deepinside
+
+    data = toy_dataset(tmp_path / "data", n=6)
+    rows = json.loads(data.read_text())
+    data.write_text(json.dumps(rows + [{"file": "img/p00.png", "label": "not a class"}]))
+    said = []
+    result = deepinside.audit(tiny_classifier(), data, tmp_path / "audit", batch_size=4,
+                              show_progress=False, on_problem=lambda p, why: said.append(p))
+    assert len(said) == 1  # the malformed record, said once
+    assert result["n_photos"] == 6 and result["n_failed"] == 0
