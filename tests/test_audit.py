@@ -235,6 +235,9 @@ def test_cli_audit(tmp_path, capsys):
     assert said.startswith("8 photos, 2 classes, ")
     assert json.loads((out / "audit.json").read_text())["n_photos"] == 8
     assert main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
+                 "--out", str(out), "--batch-size", "4", "--classes", "0,2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "audit.json").read_text())
+    assert main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
                  "--out", str(out), "--method", "gradient"]) == 2  # another audit there
     assert main(["audit", "--dataset", str(data), "--model", "models:tiny_classifier",
                  "--method", "gradcamm"]) == 2  # did you mean

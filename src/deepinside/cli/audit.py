@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .common import (
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --backend ray: model actors")
     p.add_argument("--out", "-o", default="deepinside-audit",
                    help="output directory (an audit there with the same settings is resumed)")
+    p.add_argument("--json", action="store_true",
+                   help="print audit.json (every class and cluster) instead of the table")
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -65,14 +68,21 @@ def run(args: argparse.Namespace) -> int:
     except (runner.RunMismatchError, runner.RunLockedError, ValueError) as e:
         raise CLIError(str(e)) from None
     flagged = [c for c in result["classes"] if c["flagged"]]
-    print(f"{result['n_photos']} photos, {len(result['classes'])} classes, {len(flagged)} "
-          "flagged" + (": " + ", ".join(c["name"] for c in flagged) if flagged else ""))
-    for c in result["classes"][:10]:
-        print(f"  {c['suspicion']:.3f}  {c['name']} ({c['n']} photos)"
-              f"{'  FLAGGED' if c['flagged'] else ''}")
+    if args.json:
+        print(json.dumps(json.loads((out / "audit.json").read_text()), indent=2))
+    else:
+        _print_table(result, flagged)
     print(f"wrote {out / 'index.html'}, {out / 'audit.json'} and {out / 'per_image.jsonl'}",
           file=sys.stderr)
     if problems or failed:
         print(f"skipped {len(problems)} malformed records; {len(failed)} photos failed (each "
               "said above)", file=sys.stderr)
     return 1 if problems or failed else 0
+
+
+def _print_table(result: dict, flagged: list[dict]) -> None:
+    print(f"{result['n_photos']} photos, {len(result['classes'])} classes, {len(flagged)} "
+          "flagged" + (": " + ", ".join(c["name"] for c in flagged) if flagged else ""))
+    for c in result["classes"][:10]:
+        print(f"  {c['suspicion']:.3f}  {c['name']} ({c['n']} photos)"
+              f"{'  FLAGGED' if c['flagged'] else ''}")
