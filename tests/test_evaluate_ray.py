@@ -180,6 +180,7 @@ def _same_scores(a: dict, b: dict) -> None:
             assert sa[name] == pytest.approx(sb[name], rel=1e-4, abs=1e-6), (pair, name)
 
 
+@pytest.mark.slow
 def test_metrics_run_on_ray_gives_the_local_lines_and_resumes_computing_only_the_rest(
         tmp_path, local_ray, lite0, monkeypatch):
     from deepinside.evaluate.backend import get_backend
