@@ -133,6 +133,10 @@ def make(gen, recipe: str, classes: list[int], seed: int, extra: dict, out: Path
         photos.append(Image.open(path).convert("RGB"))
     labels = [f"{c} {gen.short_name(c)}" for c in classes]
     Image.fromarray(grid_image([np.asarray(p) for p in photos], labels)).save(out / "grid.png")
+    a = np.stack([np.asarray(p) for p in photos])
+    blown = ((a <= 2) | (a >= 253)).mean()  # the share of values within 2/255 of 0 or 1
+    print(f"{recipe}: saturated {100 * blown:.1f} % of the values (within 2/255 of 0 or 1)",
+          flush=True)
     return photos, seconds, judge(gen, photos, classes)[1], res.options["steps"]
 
 
