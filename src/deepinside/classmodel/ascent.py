@@ -67,6 +67,7 @@ _DEFAULTS: dict[str, dict] = {
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
         "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 0.0,
+        "saturation_knee": 3.0,
     },
 }
 _TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
@@ -291,7 +292,8 @@ def class_model(
             (lucid: the spectrum's scale stops growing below that many cycles per image, so
             the coarsest frequencies move no faster than those: :func:`~.param.freq_scale`),
             ``saturation`` (lucid: weight of a colour prior that keeps the pre-sigmoid values
-            out of the sigmoid's flat tails: :func:`~.param.saturation_penalty`), ``seeds`` (lucid:
+            out of the sigmoid's flat tails beyond ``|z| = saturation_knee``:
+            :func:`~.param.saturation_penalty`), ``seeds`` (lucid:
             render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
@@ -486,7 +488,7 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
         obj = s.view(copies, n).mean(0)
         penalty = tv * total_variation(img) * h + l2 * (img - 0.5).pow(2).mean(dim=(1, 2, 3))
         if sat:
-            penalty = penalty + sat * saturation_penalty(z)
+            penalty = penalty + sat * saturation_penalty(z, float(o["saturation_knee"]))
         (grad,) = torch.autograd.grad(-(obj - penalty).sum(), spectrum)
         adam.step(grad)
         history.append(shown.detach().view(copies, n).mean(0))
