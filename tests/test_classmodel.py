@@ -484,6 +484,8 @@ def test_saturation_penalty_gradient_by_hand():
     excess = (z.abs() - 3).clamp(min=0)
     torch.testing.assert_close(grad, 2 * torch.sign(z) * excess / 8)  # zero inside the knee
     assert grad.detach().view(2, -1)[0, [2, 3, 4, 5]].eq(0).all()
+    # a higher knee leaves more of the range alone: only 5 and 7 pass |z| = 4
+    torch.testing.assert_close(saturation_penalty(z, knee=4.0), torch.full((2,), 10 / 8))
 
 
 def test_coarse_cycles_caps_only_the_coarsest_frequencies():
