@@ -449,3 +449,67 @@ def test_random_weight_architectures_run(arch):
     assert r.objective.shape == (3, 2) and torch.isfinite(r.objective).all()
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
     assert all(p.grad is None for p in m.parameters())
+
+
+# ----------------------------------------------------------------------------- colour saturation
+
+
+class _Brightness(nn.Module):
+    """logit 0 = the mean input, logit 1 = minus it: class 0 asks for a white image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.w * x.mean(dim=(1, 2, 3))
+        return torch.stack([m, -m], 1)
+
+
+def _saturated(images: torch.Tensor) -> float:
+    """The share of values within 2/255 of 0 or 1 in the 8-bit image."""
+    a = (images.clamp(0, 1) * 255 + 0.5).floor()
+    return ((a <= 2) | (a >= 253)).float().mean().item()
+
+
+def test_saturation_penalty_gradient_by_hand():
+    from deepinside.classmodel.param import saturation_penalty
+
+    z = torch.tensor([[-5.0, -3.5, -1.0, 0.0], [2.9, 3.0, 4.0, 7.0]]).view(1, 2, 2, 2)
+    z = torch.cat([z, -z]).requires_grad_(True)
+    p = saturation_penalty(z, knee=3.0)
+    # mean over 8 values of relu(|z| - 3)^2: (4 + 0.25 + 1 + 16) / 8 for both images
+    torch.testing.assert_close(p, torch.full((2,), 21.25 / 8))
+    (grad,) = torch.autograd.grad(p.sum(), z)
+    excess = (z.abs() - 3).clamp(min=0)
+    torch.testing.assert_close(grad, 2 * torch.sign(z) * excess / 8)  # zero inside the knee
+    assert grad.detach().view(2, -1)[0, [2, 3, 4, 5]].eq(0).all()
+    # a higher knee leaves more of the range alone: only 5 and 7 pass |z| = 4
+    torch.testing.assert_close(saturation_penalty(z, knee=4.0), torch.full((2,), 10 / 8))
+
+
+def test_coarse_cycles_caps_only_the_coarsest_frequencies():
+    from deepinside.classmodel.param import freq_scale
+
+    base = freq_scale(32, 32, 1.5, "cpu", torch.float64)
+    capped = freq_scale(32, 32, 1.5, "cpu", torch.float64, coarse_cycles=4.0)
+    f = torch.sqrt(torch.fft.fftfreq(32, dtype=torch.float64)[:, None] ** 2
+                   + torch.fft.rfftfreq(32, dtype=torch.float64)[None, :] ** 2) * 32  # cycles
+    fine = f >= 4
+    torch.testing.assert_close(capped[fine], base[fine])
+    torch.testing.assert_close(capped[~fine], torch.full_like(capped[~fine], (32 / 4) ** 1.5))
+    assert base[0, 0] / capped[0, 0] == pytest.approx(4**1.5)  # the constant term: 8x slower
+    with pytest.raises(ValueError, match="coarse_cycles"):
+        freq_scale(8, 8, 1.0, "cpu", torch.float32, coarse_cycles=0.5)
+
+
+@pytest.mark.parametrize("option", [{"saturation": 1.0}, {"coarse_cycles": 4.0}])
+def test_saturation_options_keep_colours_out_of_the_sigmoid_tails(option):
+    model = _Brightness()
+    run = {"steps": 60, "size": 32, "seed": 0}
+    plain = class_model(model, [0, 1], **run)
+    tamed = class_model(model, [0, 1], **run, **option)
+    # asked for white (class 0) and black (class 1), the ascent blows out part of the image
+    assert _saturated(plain.images) > 0.05
+    assert _saturated(tamed.images) < 0.5 * _saturated(plain.images)
+    assert tamed.images[0].mean() > 0.55 and tamed.images[1].mean() < 0.45  # still the class

@@ -38,7 +38,7 @@ from ..models import Classifier, Preprocessing
 from ..targets import class_indices, need_logits
 from .objectives import Activations, Objective, class_logit, rival_logits
 from .optim import Adam
-from .param import band_mask, fourier_image, freq_scale, init_spectrum
+from .param import band_mask, fourier_logits, freq_scale, init_spectrum, saturation_penalty
 from .transforms import random_transform, total_variation
 
 __all__ = [
@@ -66,7 +66,8 @@ _DEFAULTS: dict[str, dict] = {
         "decay_power": 1.5, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1, "antialias": True,
+        "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 0.0,
+        "saturation_knee": 3.0,
     },
 }
 _TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
@@ -287,7 +288,12 @@ def class_model(
             ``octave_input`` (the network sees each octave at its size, when it accepts that
             size), ``copies``, ``decay_power``, ``shift``, ``scale``, ``rotate``,
             ``color_jitter``, ``noise``, ``blur``, ``antialias`` (low-pass each copy before a
-            zoom out samples it: :func:`~.transforms.random_transform`), ``seeds`` (lucid:
+            zoom out samples it: :func:`~.transforms.random_transform`), ``coarse_cycles``
+            (lucid: the spectrum's scale stops growing below that many cycles per image, so
+            the coarsest frequencies move no faster than those: :func:`~.param.freq_scale`),
+            ``saturation`` (lucid: weight of a colour prior that keeps the pre-sigmoid values
+            out of the sigmoid's flat tails beyond ``|z| = saturation_knee``:
+            :func:`~.param.saturation_penalty`), ``seeds`` (lucid:
             render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
@@ -459,10 +465,10 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
     """Lucid-style mode: Fourier + decorrelated colour, random transforms, octaves, Adam."""
     h, w = hw
     copies = int(o["copies"])
-    scale = freq_scale(h, w, float(o["decay_power"]), dev, dt)
+    scale = freq_scale(h, w, float(o["decay_power"]), dev, dt, float(o["coarse_cycles"]))
     spectrum = init_spectrum(n, hw, g, dev, dt).requires_grad_(True)
     adam = Adam(spectrum, float(o["lr"]))
-    tv, l2 = float(o["tv"]), float(o["l2"])
+    tv, l2, sat = float(o["tv"]), float(o["l2"]), float(o["saturation"])
     plan = octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
     inputs: dict[float, tuple[int, int]] = {}
@@ -474,20 +480,24 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
             # the network sees the octave's size when it can (cheaper), else the full size
             use = o["octave_input"] and small != hw and _accepts(net, small, dev, dt)
             inputs[octave] = small if use else hw
-        img = fourier_image(spectrum, masks[octave], hw)
+        z = fourier_logits(spectrum, masks[octave], hw)
+        img = torch.sigmoid(z)
         batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=inputs[octave],
                                  **tf)
         s, shown = score((batch - mean) / std)
         obj = s.view(copies, n).mean(0)
         penalty = tv * total_variation(img) * h + l2 * (img - 0.5).pow(2).mean(dim=(1, 2, 3))
+        if sat:
+            penalty = penalty + sat * saturation_penalty(z, float(o["saturation_knee"]))
         (grad,) = torch.autograd.grad(-(obj - penalty).sum(), spectrum)
         adam.step(grad)
         history.append(shown.detach().view(copies, n).mean(0))
         if step + 1 in snap_at:
             with torch.no_grad():
-                snaps.append(fourier_image(spectrum, masks[octave], hw).float().cpu())
+                snaps.append(torch.sigmoid(fourier_logits(spectrum, masks[octave], hw))
+                             .float().cpu())
         if progress is not None:
             progress(1)
     with torch.no_grad():  # the image of the last octave (the whole band when it is 1)
-        img = fourier_image(spectrum, masks[plan[-1]], hw)
+        img = torch.sigmoid(fourier_logits(spectrum, masks[plan[-1]], hw))
     return (img - mean) / std, img
