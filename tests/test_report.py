@@ -208,3 +208,14 @@ def test_the_page_in_a_real_browser_at_desktop_and_phone_width(tmp_path, lite0):
             assert page.evaluate("() => document.documentElement.scrollWidth") <= width
             assert page.locator("h2").count() == 6
             page.close()
+
+
+def test_paper_metrics_run_without_a_summary_is_a_one_line_error(tmp_path, capsys):
+    from deepinside.cli import main
+
+    rc = main(["paper", "--metrics-run", str(tmp_path), "--out", str(tmp_path / "out"),
+               "--model", "models:tiny_classifier"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no summary.json there" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "index.html").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import CLIError, Failures, add_model_args, model_from_args, output_dir, positive_int
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only the first N photos of the dataset")
     p.add_argument("--out", "-o", default="deepinside-paper",
                    help="output folder (a report there with the same arguments is reused)")
+    p.add_argument("--metrics-run", default=None, metavar="DIR",
+                   help="show the metrics of this `evaluate compare --metrics` run (its "
+                        "summary.json) instead of computing them")
     p.add_argument("--quick", action="store_true",
                    help="fewer classes, steps and photos: the whole page in a few minutes")
     p.set_defaults(func=run)
@@ -39,11 +43,15 @@ def run(args: argparse.Namespace) -> int:
         records = dataset_records(args.dataset, args.limit, problems)
     elif args.limit is not None:
         raise CLIError("--limit needs --dataset")
+    if args.metrics_run is not None and not (Path(args.metrics_run) / "summary.json").is_file():
+        raise CLIError(f"--metrics-run {args.metrics_run}: no summary.json there (the folder of "
+                       "a finished `deepinside evaluate compare --metrics` run)")
     from ..evaluate.runner import RunLockedError, RunMismatchError
 
     clf = model_from_args(args)
     try:
-        report = paper_report(clf, out, records=records, dataset=args.dataset, quick=args.quick)
+        report = paper_report(clf, out, records=records, dataset=args.dataset, quick=args.quick,
+                              metrics_run=args.metrics_run)
     except (RunLockedError, RunMismatchError) as e:
         raise CLIError(str(e)) from None
     print(f"wrote {out / 'index.html'} and {out / 'report.json'} in {report['seconds']:.0f} s",
