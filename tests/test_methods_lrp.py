@@ -169,3 +169,21 @@ def test_lrp_on_a_transformer_holds_layernorm_scales_and_attention_weights_const
     one = torch.cat([deepinside.get_method("lrp")(no_pos, x[i:i + 1], int(t[i]),
                                                   composite="epsilon") for i in range(3)])
     torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)
+
+
+def test_attention_with_fixed_weights_computes_what_sdpa_computes():
+    """The AH-rule's forward is scaled_dot_product_attention's, for each of its options."""
+    from deepinside.methods.lrp import _attention_fixed_weights
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
+    mask = torch.rand(5, 5, generator=g) > 0.3
+    mask[:, 0] = True  # every query sees a key
+    bias = torch.randn(5, 5, generator=g)
+    kv2 = (torch.randn(2, 2, 5, 8, generator=g), torch.randn(2, 2, 5, 8, generator=g))
+    sdpa = nn.functional.scaled_dot_product_attention
+    for args, kwargs in [((q, k, v), {}), ((q, k, v), {"is_causal": True}),
+                         ((q, k, v), {"attn_mask": mask}), ((q, k, v), {"attn_mask": bias}),
+                         ((q, k, v), {"scale": 0.3}), ((q, *kv2), {"enable_gqa": True})]:
+        torch.testing.assert_close(_attention_fixed_weights(*args, **kwargs),
+                                   sdpa(*args, **kwargs), rtol=1e-5, atol=1e-6)

@@ -127,14 +127,16 @@ def _attention_fixed_weights(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor 
                              scale: float | None = None, enable_gqa: bool = False) -> Tensor:
     """``F.scaled_dot_product_attention`` (eval: no dropout) with its attention weights held
     constant (Ali et al. 2022's AH-rule): relevance flows to the values only."""
-    s = q.detach() @ k.detach().transpose(-2, -1) * (scale or q.shape[-1] ** -0.5)
+    if enable_gqa and k.shape[-3] != q.shape[-3]:  # grouped query attention: shared k, v
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
+    s = q.detach() @ k.detach().transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None
+                                                     else scale)
     if is_causal:
         n, m = s.shape[-2:]
         s = s.masked_fill(~torch.ones(n, m, dtype=torch.bool, device=s.device).tril(), -math.inf)
     if attn_mask is not None:
         s = s.masked_fill(~attn_mask, -math.inf) if attn_mask.dtype == torch.bool else s + attn_mask
-    if enable_gqa and k.shape[-3] != q.shape[-3]:
-        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
     return s.softmax(dim=-1) @ v
 
 
