@@ -235,19 +235,6 @@ def test_random_transform_shift_moves_content():
     assert abs(yy - 4) <= 6 and abs(xx - 4) <= 6
 
 
-def test_blur_each_is_the_gaussian_blur_of_each_image_with_its_own_sigma():
-    from deepinside.classmodel.transforms import blur_each
-    from deepinside.filters import gaussian_blur
-
-    x = torch.rand(3, 2, 24, 24, generator=torch.Generator().manual_seed(0))
-    y = blur_each(x, torch.tensor([0.0, 0.8, 1.6]))
-    torch.testing.assert_close(y[0], x[0])  # sigma 0: unchanged
-    for i, s in ((1, 0.8), (2, 1.6)):  # away from the border (padding differs); one kernel
-        # radius for the batch (3 x the largest sigma), so sigma 0.8 is truncated less: 1e-3
-        want = gaussian_blur(x[i:i + 1], s)[0]
-        torch.testing.assert_close(y[i, :, 6:-6, 6:-6], want[:, 6:-6, 6:-6], atol=1e-3, rtol=0)
-
-
 def test_antialias_removes_what_a_zoom_out_would_alias():
     stripes = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2  # a checkerboard
     x = stripes.float().expand(2, 3, 32, 32).contiguous()

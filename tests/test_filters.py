@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepinside.filters import gaussian_blur
+from deepinside.filters import blur_each, gaussian_blur
 
 
 @pytest.mark.parametrize("sigma", [0.7, 2.0])
@@ -30,3 +30,13 @@ def test_zero_sigma_is_a_copy_a_constant_is_unchanged_and_it_is_differentiable()
     torch.testing.assert_close(gaussian_blur(c, 5.0), c)  # radius clipped to the side, sum 1
     gaussian_blur(x, 1.0).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_blur_each_is_the_gaussian_blur_of_each_image_with_its_own_sigma():
+    x = torch.rand(3, 2, 24, 24, generator=torch.Generator().manual_seed(0))
+    y = blur_each(x, torch.tensor([0.0, 0.8, 1.6]))
+    torch.testing.assert_close(y[0], x[0])  # sigma 0: unchanged
+    for i, s in ((1, 0.8), (2, 1.6)):  # away from the border (padding differs); one kernel
+        # radius for the batch (3 x the largest sigma), so sigma 0.8 is truncated less: 1e-3
+        want = gaussian_blur(x[i:i + 1], s)[0]
+        torch.testing.assert_close(y[i, :, 6:-6, 6:-6], want[:, 6:-6, 6:-6], atol=1e-3, rtol=0)

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..filters import gaussian_blur
+from ..filters import blur_each, gaussian_blur
 
-__all__ = ["blur_each", "random_transform", "stretch", "total_variation"]
+__all__ = ["random_transform", "stretch", "total_variation"]
 
 
 def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> Tensor:
@@ -92,31 +92,6 @@ def random_transform(
     if noise > 0:
         y = y + noise * torch.randn(y.shape, generator=noise_g, device=dev, dtype=dt)
     return y
-
-
-def blur_each(x: Tensor, sigma: Tensor) -> Tensor:
-    """Separable Gaussian blur with a sigma per image (zero padding), differentiable.
-
-    Args:
-        x: ``Tensor[B, C, H, W]``.
-        sigma: ``Tensor[B]`` in pixels; images with sigma below 0.05 are returned unchanged.
-
-    Returns:
-        ``Tensor[B, C, H, W]``.
-    """
-    b, c, h, w = x.shape
-    sigma = sigma.to(device=x.device, dtype=x.dtype)
-    if float(sigma.max()) < 0.05:
-        return x
-    r = max(1, min(int(3.0 * float(sigma.max()) + 0.5), h - 1, w - 1))
-    ax = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (ax[None, :] / sigma.clamp(min=0.05)[:, None]) ** 2)  # [B, 2r + 1]
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # one kernel per image channel
-    y = F.conv2d(x.reshape(1, b * c, h, w), k.view(b * c, 1, 1, -1), padding=(0, r),
-                 groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, -1, 1), padding=(r, 0), groups=b * c)
-    keep = (sigma < 0.05).view(b, 1, 1, 1)
-    return torch.where(keep, x, y.view(b, c, h, w))
 
 
 def total_variation(x: Tensor) -> Tensor:
