@@ -340,3 +340,18 @@ def test_units_of_a_hugging_face_vit_saved_and_loaded_from_its_folder(tmp_path):
         torch.testing.assert_close(r.values, unit_values(clf, objective, r.raw), rtol=1e-4,
                                    atol=1e-5)
     assert all(p.grad is None for p in clf.module.parameters())
+
+
+def test_parse_unit_is_the_one_grammar_of_the_command_line_and_the_server():
+    from deepinside.classmodel import parse_unit
+
+    assert parse_unit("blocks.5:17") == ("blocks.5", 17, None, None)
+    assert parse_unit("a:b:3") == ("a:b", 3, None, None)  # numbers from the right
+    assert parse_unit("blocks.5:17:3:4", position=True) == ("blocks.5", 17, 3, 4)
+    assert parse_unit("blocks.5:17:3:4") == ("blocks.5:17:3", 4, None, None)
+    for text, position, said in [("blocks.5", False, "must be LAYER:CHANNEL, e.g."),
+                                 (":3", True, "must be LAYER:CHANNEL or LAYER:CHANNEL:X:Y"),
+                                 ("b:-1", False, "the channel must be a whole number"),
+                                 ("b:1:x:2", True, "x must be a whole number")]:
+        with pytest.raises(ValueError, match=said):
+            parse_unit(text, position=position)

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "diversity": "objectives",
     "layer": "objectives",
     "neuron": "objectives",
+    "parse_unit": "objectives",
     "rival_logits": "objectives",
     "rival_score": "objectives",
     "fourier_image": "param",

@@ -35,6 +35,7 @@ __all__ = [
     "diversity",
     "layer",
     "neuron",
+    "parse_unit",
     "rival_logits",
     "rival_score",
 ]
@@ -286,6 +287,37 @@ def neuron(layer_name: str, k: int | Sequence[int] | Tensor, x: int | None = Non
     at = "centre" if x is None and y is None else f"x={x}, y={y}"
     return Objective(fn, f"neuron({layer_name!r}, {_text(t)}, {at})", layers=[layer_name],
                      images=_rows_or_one(t), where=where)
+
+
+def _whole(text: str, what: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise ValueError(f"{what} must be a whole number >= 0, got {text[:20]!r}")
+    return int(text)
+
+
+def parse_unit(text: str, position: bool = False) -> tuple[str, int, int | None, int | None]:
+    """A unit as the command line and the server name it: ``"LAYER:CHANNEL"``, and with
+    ``position`` also ``"LAYER:CHANNEL:X:Y"`` (a neuron at a position of the layer's grid).
+
+    A layer name may itself hold ``:``; the numbers are taken from the right.
+
+    Returns:
+        ``(layer name, channel, x, y)``; ``x`` and ``y`` are ``None`` without a position.
+
+    Raises:
+        ValueError: one line: the form expected, or the number that is not a whole number.
+    """
+    parts = text.split(":")
+    xy = position and len(parts) >= 4
+    name = ":".join(parts[:-3] if xy else parts[:-1])
+    if len(parts) < 2 or not name:
+        form = ("LAYER:CHANNEL or LAYER:CHANNEL:X:Y, e.g. blocks.5:17:3:3" if position else
+                "LAYER:CHANNEL, e.g. blocks.5:17")
+        raise ValueError(f"must be {form}, got {text[:40]!r}")
+    k = _whole(parts[-3] if xy else parts[-1], "the channel")
+    if not xy:
+        return name, k, None, None
+    return name, k, _whole(parts[-2], "x"), _whole(parts[-1], "y")
 
 
 def layer(layer_name: str) -> Objective:

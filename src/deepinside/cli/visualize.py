@@ -73,16 +73,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _int(text: str, flag: str, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CLIError(f"{flag}: {what} must be an integer, got {text!r}") from None
-    if value < 0:
-        raise CLIError(f"{flag}: {what} must be >= 0, got {value}")
-    return value
-
-
 def _vector(path: str):
     import numpy as np
     import torch
@@ -106,27 +96,18 @@ def _vector(path: str):
 
 def objective_from_args(args: argparse.Namespace):
     """The objective the flags describe (with the diversity term for ``--diversity N``)."""
-    from ..classmodel import channel, direction, diversity, layer, neuron
+    from ..classmodel import channel, direction, diversity, layer, neuron, parse_unit
 
     if args.direction and not args.layer:
         raise CLIError("--direction needs --layer (the layer the direction lives in)")
-    if args.unit:
-        name, _, k = args.unit.rpartition(":")
-        if not name:
-            raise CLIError(f"--unit needs LAYER:K, got {args.unit!r}")
-        obj, where = channel(name, _int(k, "--unit", "the channel")), name
-    elif args.neuron:
-        parts = args.neuron.split(":")
-        if len(parts) >= 4:
-            name, k, x, y = ":".join(parts[:-3]), *parts[-3:]
-            xy = (_int(x, "--neuron", "x"), _int(y, "--neuron", "y"))
-        elif len(parts) >= 2:
-            name, k, xy = ":".join(parts[:-1]), parts[-1], (None, None)
-        else:
-            raise CLIError(f"--neuron needs LAYER:K or LAYER:K:X:Y, got {args.neuron!r}")
-        if not name:
-            raise CLIError(f"--neuron needs LAYER:K or LAYER:K:X:Y, got {args.neuron!r}")
-        obj, where = neuron(name, _int(k, "--neuron", "the channel"), *xy), name
+    if args.unit or args.neuron:
+        flag, text = ("--unit", args.unit) if args.unit else ("--neuron", args.neuron)
+        try:
+            name, k, x, y = parse_unit(text, position=bool(args.neuron))
+        except ValueError as e:
+            raise CLIError(f"{flag}: {e}") from None
+        obj = channel(name, k) if args.unit else neuron(name, k, x, y)
+        where = name
     elif args.direction:
         obj, where = direction(args.layer, _vector(args.direction)), args.layer
     else:

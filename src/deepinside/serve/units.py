@@ -25,12 +25,6 @@ def _bad(field: str, text: str) -> Problem:
     return Problem(422, "Bad request", f"{field}: {text}")
 
 
-def _index(text: str, field: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 9:
-        raise _bad(field, f"{what} must be a whole number >= 0, got {text[:20]!r}")
-    return int(text)
-
-
 def _direction(value: Any) -> list[float]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_DIRECTION or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -42,23 +36,18 @@ def _direction(value: Any) -> list[float]:
 
 def _objective(field: str, text: str, body: dict):
     """(the objective, its name) of one unit field."""
-    from deepinside.classmodel import channel, direction, layer, neuron
+    from deepinside.classmodel import channel, direction, layer, neuron, parse_unit
 
     if field == "layer":
         if "direction" in body:
             return direction(text, _direction(body["direction"])), f"{text} (direction)"
         return layer(text), text
-    parts = text.split(":")
-    form = ("LAYER:CHANNEL, e.g. blocks.5:17" if field == "unit" else
-            "LAYER:CHANNEL or LAYER:CHANNEL:X:Y, e.g. blocks.5:17:3:3")
-    xy = field == "neuron" and len(parts) >= 4
-    name = ":".join(parts[:-3] if xy else parts[:-1])
-    if len(parts) < 2 or not name:
-        raise _bad(field, f"must be {form}, got {text[:40]!r}")
-    k = _index(parts[-3] if xy else parts[-1], field, "the channel")
+    try:
+        name, k, x, y = parse_unit(text, position=field == "neuron")
+    except ValueError as e:
+        raise _bad(field, str(e)) from None
     if field == "unit":
         return channel(name, k), f"{name}:{k}"
-    x, y = (_index(parts[-2], field, "x"), _index(parts[-1], field, "y")) if xy else (None, None)
     return neuron(name, k, x, y), text
 
 
