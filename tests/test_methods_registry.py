@@ -72,3 +72,11 @@ def test_register_method_checks_its_facts():
     with pytest.raises(ValueError, match="report"):
         register_method("zz_bad", "x", "https://x", report="yes")(_method)
     assert "zz_bad" not in METHODS
+
+
+def test_a_methods_default_sign_and_the_options_that_keep_its_sign():
+    infos = list_methods()
+    ig, gradcam, lrp = infos["integrated_gradients"], infos["gradcam"], infos["lrp"]
+    assert (ig.default_sign, lrp.default_sign, gradcam.default_sign) == ("all", "all", "absolute")
+    assert ig.sign_options("all") == ig.sign_options("negative") == {"reduce": "sum"}
+    assert ig.sign_options("absolute") == {} and gradcam.sign_options("all") == {}

@@ -104,27 +104,19 @@ def add_sign_args(p: argparse.ArgumentParser) -> None:
 
 
 def sign_of(method: str, sign: str) -> str:
-    """``sign``, or for ``auto`` ``all`` if the method is signed (``MethodInfo.signed``) and
-    ``absolute`` if not."""
+    """``sign``, or for ``auto`` the method's :attr:`~deepinside.methods.MethodInfo.default_sign`
+    (``all`` if it is signed, ``absolute`` if not)."""
     from ..methods import list_methods
 
-    if sign != "auto":
-        return sign
-    return "all" if list_methods()[method].signed else "absolute"
+    return list_methods()[method].default_sign if sign == "auto" else sign
 
 
 def signed_options(method: str, sign: str) -> dict:
-    """The options that keep a signed method's sign when it is drawn in ``sign``.
-
-    ``{"reduce": "sum"}`` for a signed method with a ``reduce`` option (its default, e.g.
-    ``"sum_abs"``, may drop the sign) drawn in any sign but ``"absolute"``; else nothing.
-    """
+    """The options that keep a signed method's sign when it is drawn in ``sign``
+    (:meth:`~deepinside.methods.MethodInfo.sign_options`)."""
     from ..methods import list_methods
 
-    info = list_methods()[method]
-    if sign != "absolute" and info.signed and "reduce" in info.request_params():
-        return {"reduce": "sum"}
-    return {}
+    return list_methods()[method].sign_options(sign)
 
 
 # ----------------------------------------------------------------------------- model, names

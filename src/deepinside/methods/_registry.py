@@ -259,6 +259,20 @@ class MethodInfo:
     order: float = math.inf
     report: str = ""
 
+    @property
+    def default_sign(self) -> str:
+        """How its map is drawn unless asked otherwise: ``"all"`` (both signs, a diverging
+        colour map) if it is signed, else ``"absolute"``."""
+        return "all" if self.signed else "absolute"
+
+    def sign_options(self, sign: str) -> dict[str, Any]:
+        """The options that keep its sign when the map is drawn in ``sign``:
+        ``{"reduce": "sum"}`` for a signed method with a ``reduce`` option (its default, e.g.
+        ``"sum_abs"``, may drop the sign) drawn in any sign but ``"absolute"``; else nothing."""
+        if sign != "absolute" and self.signed and "reduce" in self.request_params():
+            return {"reduce": "sum"}
+        return {}
+
     def request_params(self) -> dict[str, Param]:
         """The options a request may set, by name."""
         return {p.name: p for p in self.params if p.request}

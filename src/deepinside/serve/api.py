@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from .bodies import json_body, multipart_form, parse_json
 from .context import Server
 from .explain import classify, explain, warm_up
-from .figures import read_sign, sign_options
+from .figures import read_sign
 from .params import check_params
 from .photos import check_upload
 from .problems import Problem, responses
@@ -125,9 +125,9 @@ async def explain_request(server: Server, request: Request) -> JSONResponse:
     raw = form.get("params") or ""
     given = parse_json(raw, "params", server.limits.max_json_depth) if raw.strip() else {}
     method, opts = method_and_params(server, form.get("method") or "gradient", given)
-    signed = server.infos[method].signed
-    sign = read_sign(form.get("sign"), signed)
-    opts = sign_options(signed, server.specs[method], opts, sign)
+    info = server.infos[method]
+    sign = read_sign(form.get("sign"), info.default_sign)
+    opts = {**info.sign_options(sign), **opts}  # a reduce the request gives wins
     target = server.target_of(form.get("target"))
     localize = _bool(form.get("localize", "false"), "localize")
     values = _bool(form.get("values", "false"), "values")
@@ -170,10 +170,10 @@ async def kserve_request(server: Server, name: str, request: Request) -> dict:
         raise Problem(422, "Bad request", "parameters: must be an object")
     method, opts = method_and_params(server, str(parameters.get("method", "gradient")),
                                      parameters.get("params") or {})
-    signed = server.infos[method].signed
+    info = server.infos[method]
     given = parameters.get("sign")
-    sign = read_sign(None if given is None else str(given), signed, "parameters.sign")
-    opts = sign_options(signed, server.specs[method], opts, sign)
+    sign = read_sign(None if given is None else str(given), info.default_sign, "parameters.sign")
+    opts = {**info.sign_options(sign), **opts}  # a reduce the request gives wins
     target = parameters.get("target")
     if isinstance(target, bool) or not isinstance(target, (str, int, type(None))):
         raise Problem(422, "Bad request", "parameters.target: must be a class name or index")

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .context import Server
-from .figures import overlay_and_scale, read_sign, shown_map
+from .figures import overlay_and_scale, shown_map
 from .photos import decode_photo, map_f32, map_png, png
 from .problems import Problem
 from .worker import Cancelled, check_cancelled
@@ -138,7 +138,7 @@ def explain(server: Server, data: bytes, method: str, target, params: dict, loca
     """The answer of ``/v1/explain`` for one photo (see docs/serve.md)."""
     t0 = time.perf_counter()
     clf = server.clf
-    sign = sign or read_sign(None, server.infos[method].signed)
+    sign = sign or server.infos[method].default_sign
     photo = decode_photo(data, server.limits, what)
     check_cancelled()
     full = photo.size

@@ -14,31 +14,23 @@ from PIL import Image
 from .photos import png
 from .problems import Problem
 
-__all__ = ["SIGNS", "overlay_and_scale", "read_sign", "shown_map", "sign_options"]
+__all__ = ["SIGNS", "overlay_and_scale", "read_sign", "shown_map"]
 
 SIGNS = ("absolute", "positive", "negative", "all")
 RAMP = 256  # colours of the colour bar's image
 
 
-def read_sign(text: str | None, signed: bool, field: str = "sign") -> str:
-    """A request's sign (empty or ``auto``: ``all`` for a signed method, else ``absolute``), or
-    a 422 :class:`Problem` naming ``field``."""
+def read_sign(text: str | None, default: str, field: str = "sign") -> str:
+    """A request's sign (empty or ``auto``: ``default``, the method's
+    :attr:`~deepinside.methods.MethodInfo.default_sign`), or a 422 :class:`Problem` naming
+    ``field``."""
     value = (text or "").strip().lower()
     if value in ("", "auto"):
-        return "all" if signed else "absolute"
+        return default
     if value not in SIGNS:
         raise Problem(422, "Bad request", f"{field}: must be one of {', '.join(SIGNS)} (or "
                                           f"auto), got {(text or '')[:40]!r}")
     return value
-
-
-def sign_options(signed: bool, specs: dict[str, dict], params: dict, sign: str) -> dict:
-    """``params`` with ``reduce="sum"`` for a signed method drawn in a sign other than
-    ``absolute`` whose request left ``reduce`` out: its default (``sum_abs``) would drop the
-    sign (as the command line's ``--sign``)."""
-    if sign != "absolute" and signed and "reduce" in specs and "reduce" not in params:
-        return {**params, "reduce": "sum"}
-    return params
 
 
 def shown_map(m: np.ndarray, sign: str) -> np.ndarray:
