@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     flagged = [c for c in result["classes"] if c["flagged"]]
     if args.json:
-        print(json.dumps(json.loads((out / "audit.json").read_text()), indent=2))
+        print(json.dumps(result, indent=2))  # what audit.json holds
     else:
         _print_table(result, flagged)
     print(f"wrote {out / 'index.html'}, {out / 'audit.json'} and {out / 'per_image.jsonl'}",
