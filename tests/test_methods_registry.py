@@ -80,3 +80,5 @@ def test_a_methods_default_sign_and_the_options_that_keep_its_sign():
     assert (ig.default_sign, lrp.default_sign, gradcam.default_sign) == ("all", "all", "absolute")
     assert ig.sign_options("all") == ig.sign_options("negative") == {"reduce": "sum"}
     assert ig.sign_options("absolute") == {} and gradcam.sign_options("all") == {}
+    assert ig.signs == ("absolute", "positive", "negative", "all")
+    assert gradcam.signs == (gradcam.default_sign,)  # a map of magnitudes: no other part

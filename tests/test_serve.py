@@ -155,6 +155,36 @@ def test_explain_draws_a_signed_map_in_the_sign_asked_with_its_scale(client, clf
     assert methods["integrated_gradients"]["signed"] and not methods["gradcam"]["signed"]
 
 
+def test_every_method_drawn_in_one_sign_where_it_has_one(client):
+    """The page's "Compare all methods" in the Sign selector's sign: each method is sent that
+    sign where ``/v1/methods`` lists it in ``signs``, else ``auto``. A signed map is drawn in
+    the sign (its reduce keeps the sign); an unsigned one keeps its absolute map, never the
+    empty negative part of a map of magnitudes."""
+    infos = deepinside.list_methods()
+    ms = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
+    for name, m in ms.items():
+        assert m["default_sign"] == infos[name].default_sign in m["signs"], name
+        assert (len(m["signs"]) > 1) == m["signed"], name
+    assert ms["integrated_gradients"]["signs"] == ["absolute", "positive", "negative", "all"]
+    assert ms["gradcam"]["signs"] == ["absolute"]
+    data = png_bytes(5, size=(30, 34))
+    for name in ("gradient_x_input", "deeplift", "gradient", "gradcam"):
+        sign = "negative" if "negative" in ms[name]["signs"] else "auto"
+        r = client.post("/v1/explain", files={"image": ("a.png", data)},
+                        data={"method": name, "target": "1", "sign": sign, "values": "true"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        values = np.frombuffer(base64.b64decode(body["map"]["f32"]), "<f4")
+        if infos[name].signed:
+            assert body["scale"]["sign"] == "negative" and body["params"] == {"reduce": "sum"}
+            assert body["scale"]["max_abs"] == pytest.approx(float(-values.min()), rel=1e-5)
+        else:
+            assert body["scale"]["sign"] == "absolute" and body["params"] == {}
+            assert values.min() >= 0
+            assert body["scale"]["max_abs"] == pytest.approx(float(values.max()), rel=1e-5)
+        assert body["scale"]["max_abs"] > 0  # something to see
+
+
 @pytest.mark.parametrize("case", ["no file", "text", "empty", "bomb", "11 MB", "class",
                                   "method", "bounds", "params", "corrupt"])
 def test_every_bad_request_gets_its_status_and_a_sentence(client, case):

@@ -262,11 +262,24 @@ def _answer(page) -> dict:
                          "document.querySelector('#dl-json').href)).json()")
 
 
+def _only_methods(page, names: tuple[str, ...]) -> None:
+    """The page sees only these methods of the server's /v1/methods (a short comparison)."""
+
+    def keep(route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        body["methods"] = [m for m in body["methods"] if m["name"] in names]
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/v1/methods", keep)
+
+
 def test_page_draws_a_signed_map_in_a_sign_with_its_colour_bar(server, photo):
     errors: list[str] = []
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         _watch(page, errors)
+        _only_methods(page, ("gradcam", "gradient_x_input", "integrated_gradients"))
         _open(page, server)
         _choose_photo(page, photo)
         page.select_option("#method-select", "gradcam")
@@ -308,6 +321,24 @@ def test_page_draws_a_signed_map_in_a_sign_with_its_colour_bar(server, photo):
         values = np.frombuffer(base64.b64decode(answer["map"]["f32"]), "<f4").reshape(
             answer["map"]["height"], answer["map"]["width"])
         assert float(v) == pytest.approx(values[int(y), int(x)], rel=6e-3, abs=1e-12)
+
+        # Compare all methods follows the Sign selector (negative) where a method has a sign;
+        # gradcam, without one, keeps its absolute map and says so.
+        page.click("#compare-btn")
+        page.wait_for_function("document.querySelectorAll('#compare-grid figure > img')"
+                               ".length === 3 && !document.querySelector('#compare-btn')"
+                               ".disabled", timeout=WAIT_MS)
+        tiles = page.eval_on_selector_all("#compare-grid figure", """fs => fs.map(f => [
+            f.querySelector('figcaption').textContent, f.querySelector('img').src,
+            f.querySelector('.sign-note') ? f.querySelector('.sign-note').textContent : ''])""")
+        drawn = {cap.split(" · ")[0]: (cap.split(" · ")[1], src, note)
+                 for cap, src, note in tiles}
+        # the same overlay as the single view's (same method, params, class and sign)
+        single = page.get_attribute("#overlay-img", "src")
+        assert drawn["integrated_gradients"][:2] == ("negative", single)
+        assert drawn["gradient_x_input"][0] == "negative" and not drawn["gradient_x_input"][2]
+        assert drawn["gradcam"][0] == "absolute" and "No sign" in drawn["gradcam"][2]
+        assert "negative" in page.inner_text("#compare-sign")
         assert page.is_hidden("#banner"), page.inner_text("#banner")
         page.close()
     assert errors == []

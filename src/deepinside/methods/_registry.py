@@ -265,6 +265,14 @@ class MethodInfo:
         colour map) if it is signed, else ``"absolute"``."""
         return "all" if self.signed else "absolute"
 
+    @property
+    def signs(self) -> tuple[str, ...]:
+        """The signs its map has something to show in: ``("absolute", "positive",
+        "negative", "all")`` if it is signed, else only ``("absolute",)`` (a map of
+        magnitudes has no negative part). A figure of several methods drawn in one sign
+        (the page's "Compare all methods") draws the others at :attr:`default_sign`."""
+        return ("absolute", "positive", "negative", "all") if self.signed else ("absolute",)
+
     def sign_options(self, sign: str) -> dict[str, Any]:
         """The options that keep its sign when the map is drawn in ``sign``:
         ``{"reduce": "sum"}`` for a signed method with a ``reduce`` option (its default, e.g.

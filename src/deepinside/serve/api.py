@@ -216,9 +216,11 @@ def _catalogue_routes(api: APIRouter, server: Server) -> None:
 
     @api.get("/v1/methods", tags=["model"])
     async def methods():
-        """The attribution methods, each with the parameters a request may set."""
+        """The attribution methods, each with the parameters a request may set and the signs
+        its map is drawn in (``default_sign`` unless asked; ``signs``: those it has)."""
         return {"methods": [{"name": n, "description": i.description, "paper": i.paper,
-                             "signed": i.signed, "params": server.specs[n]}
+                             "signed": i.signed, "default_sign": i.default_sign,
+                             "signs": list(i.signs), "params": server.specs[n]}
                             for n, i in server.infos.items()]}
 
 
