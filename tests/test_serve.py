@@ -315,6 +315,27 @@ def test_unit_job_and_the_librarys_default_steps(client):
     assert last == {"state": "done", "step": 200, "total": mode_defaults("paper")["steps"]}
 
 
+def test_the_events_end_with_the_job_s_end_even_if_it_ends_while_one_is_sent():
+    """The last event is the job's end, also when the job ends while the event before is
+    being sent (the stream is suspended at that event's yield; under load, for long)."""
+    import asyncio
+
+    from deepinside.serve.jobs import Job, _events
+
+    job = Job([1], "paper", 4, state="running", step=3)
+
+    async def read() -> list[dict]:
+        events = _events(job)
+        seen = [await anext(events)]  # sent; the stream waits until it is through
+        job.step, job.state = 4, "done"  # meanwhile the job's last step ends it
+        seen += [x async for x in events]
+        return [json.loads(x[6:]) for x in seen]
+
+    seen = asyncio.run(read())
+    assert seen == [{"state": "running", "step": 3, "total": 4},
+                    {"state": "done", "step": 4, "total": 4}]
+
+
 def _finished(client, body: dict) -> dict:
     r = client.post("/v1/classmodel", json=body)
     assert r.status_code == 202, r.text

@@ -270,14 +270,20 @@ JOB_ANSWERS = {
 
 
 async def _events(job: Job):
-    """The job's progress as server-sent events, until it ends."""
+    """The job's progress as server-sent events, until it ends; the last one is its end.
+
+    Whether it ended is read from the event just sent, not from the job again: the job may
+    end while an event is being sent (the generator waits at its ``yield``), and the stream
+    must not stop before it has said so. The state is read before the step, which the job
+    counts before it ends, so an end's event has the last step.
+    """
     last = None
     while True:
         now = {"state": job.state, "step": job.step, "total": job.total}
         if now != last:
             yield f"data: {json.dumps(now)}\n\n"
             last = now
-        if job.state in ENDED:
+        if now["state"] in ENDED:
             return
         await asyncio.sleep(0.1)
 
