@@ -1,9 +1,9 @@
 """The screenshots of ``deepinside serve``'s page in the docs, from the page as it is now.
 
-The server runs in this process on efficientnet_lite0 (its real ImageNet weights); a headless
-Chromium (Playwright, the system's ``/usr/bin/chromium``, never ``playwright install``) chooses
-a dev photo, explains it and takes the whole page (full colour: 256 colours would band the
-colour bar).
+The server runs in this process on efficientnet_lite0 (its real ImageNet weights), started as
+the browser tests start theirs (tests/test_serve_page.py); a headless Chromium (Playwright, the
+system's ``/usr/bin/chromium``, never ``playwright install``) chooses a dev photo, explains it
+and takes the whole page (in full colour: 256 colours would band the colour bar).
 
     PYTHONPATH=src python benchmarks/screenshot_serve.py        # docs/img/serve_page.png
     PYTHONPATH=src python benchmarks/screenshot_serve.py --shot signed_ig
@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import threading
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,35 +28,6 @@ SHOTS = {
     "page": ("ILSVRC2012_val_00002094.JPEG", "gradient", {}, 1280),
     "signed_ig": ("ILSVRC2012_val_00005362.JPEG", "integrated_gradients", {"steps": "32"}, 1200),
 }
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """``app`` on a free local port (uvicorn in a daemon thread); yields its URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or not thread.is_alive():
-                    raise SystemExit("the server did not start within 120 s") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def shoot(url: str, shot: str, out: Path) -> None:
@@ -111,8 +77,11 @@ def main() -> None:
 
     out = args.out or REPO / "docs" / "img" / ("serve_page.png" if args.shot == "page"
                                                  else f"serve_{args.shot}.png")
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_serve_page import _serving  # the tests' in-process server
+
     clf = deepinside.load_model("efficientnet_lite0")
-    with serving(create_app(clf)) as url:
+    with _serving(create_app(clf)) as url:
         shoot(url, args.shot, out)
     print(f"wrote {out}")
 
