@@ -163,3 +163,32 @@ def test_a_flag_has_the_same_short_flag_in_every_subcommand():
     assert len(shorts) > 30
     differ = {f: d for f, d in shorts.items() if len(set(d.values())) > 1}
     assert not differ, differ
+
+
+def test_the_methods_grid_draws_an_unsigned_method_absolute_and_says_so(tmp_path, monkeypatch):
+    """``methods.png`` in sign "negative": the signed methods in that sign (with the options
+    that keep it), the unsigned ones (magnitudes: no negative part) absolute, named so."""
+    from models import tiny_classifier
+
+    import deepinside.methods
+    import deepinside.render
+    from deepinside.cli.demo import DemoContext
+    from deepinside.cli.methods import demo
+
+    grids = []
+    monkeypatch.setattr(deepinside.methods, "method_names",
+                        lambda: ("gradient", "gradcam", "gradient_x_input", "occlusion"))
+    monkeypatch.setattr(deepinside.render, "save_map_grid",
+                        lambda path, photo, panels, **kw: grids.append(panels) or path)
+    ctx = DemoContext(tiny_classifier(), [("flat", Image.new("RGB", (40, 32), (90, 60, 30)))],
+                      tmp_path)
+    demo(ctx, sign="negative")
+    demo(ctx)  # auto: each at its own default, nothing to say
+    negative, auto = ({title: sign for title, _, sign in panels} for panels in grids)
+    assert negative == {"gradient (absolute: no sign)": "absolute",
+                        "gradcam (absolute: no sign)": "absolute",
+                        "gradient_x_input": "negative", "occlusion": "negative"}
+    gxi = next(m for title, m, _ in grids[0] if title == "gradient_x_input")
+    assert (gxi < 0).any()  # reduce="sum": the sign kept, not the default sum of magnitudes
+    assert auto == {"gradient": "absolute", "gradcam": "absolute", "gradient_x_input": "all",
+                    "occlusion": "all"}

@@ -43,12 +43,15 @@ def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
     """One photo, every method in a grid with colour bars (``methods.png``).
 
     Signed methods are drawn on a diverging colour map centred on 0 (``sign="auto"``), the
-    others as magnitudes; each panel has its own scale unless ``shared_scale``.
+    others as magnitudes; each panel has its own scale unless ``shared_scale``. A method
+    whose map has no such sign (:attr:`~deepinside.methods.MethodInfo.signs`: a map of
+    magnitudes has no negative part) is drawn at its
+    :attr:`~deepinside.methods.MethodInfo.default_sign` instead, and its panel's title says
+    so (``"gradcam (absolute: no sign)"``), as the page's "Compare all methods" does.
     """
     from ..methods import list_methods, method_names
     from ..photomaps import photo_maps
     from ..render import save_map_grid
-    from .common import sign_of, signed_options
 
     name, photo = ctx.photos[0]
     infos = list_methods()
@@ -56,11 +59,13 @@ def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
     panels = []
     target = None
     for m in names:
-        s = sign_of(m, sign)
-        options = {**infos[m].demo, **DEMO_OPTIONS.get(m, {}), **signed_options(m, s)}
+        info = infos[m]
+        s = sign if sign in info.signs else info.default_sign  # "auto": the default too
+        options = {**info.demo, **DEMO_OPTIONS.get(m, {}), **info.sign_options(s)}
         maps, t, _ = photo_maps(ctx.classifier, [photo], target, method=m, **options)
         target = int(t[0])
-        panels.append((m, maps[0], s))
+        title = m if sign in ("auto", s) else f"{m} ({s}: no sign)"
+        panels.append((title, maps[0], s))
     label = ctx.classifier.short_name(target)
     path = save_map_grid(ctx.out / "methods.png", photo, panels, shared_scale=shared_scale,
                          title=f"{name}: every method explains {label!r}")
