@@ -187,3 +187,46 @@ def test_attention_with_fixed_weights_computes_what_sdpa_computes():
                          ((q, k, v), {"scale": 0.3}), ((q, *kv2), {"enable_gqa": True})]:
         torch.testing.assert_close(_attention_fixed_weights(*args, **kwargs),
                                    sdpa(*args, **kwargs), rtol=1e-5, atol=1e-6)
+
+
+class _NormNet(nn.Module):
+    """conv - GroupNorm or RMSNorm - ReLU - mean - linear, no biases (the group norm's shift
+    zero), so the epsilon rule must conserve relevance with the norm's divisor held constant."""
+
+    def __init__(self, norm: str) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.norm = nn.GroupNorm(2, 6) if norm == "group" else nn.RMSNorm([6, 8, 8])
+        self.fc = nn.Linear(6, 4, bias=False)
+        with torch.no_grad():
+            for p in (self.conv.weight, self.fc.weight):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            self.norm.weight.copy_(torch.rand(self.norm.weight.shape, generator=g) + 0.5)
+            if norm == "group":
+                self.norm.bias.zero_()
+
+    def forward(self, x):
+        return self.fc(nn.functional.relu(self.norm(self.conv(x))).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("norm", ["group", "rms"])
+def test_lrp_holds_the_divisor_of_group_and_rms_norms_constant(norm):
+    """The LN-rule (Ali et al. 2022) for nn.GroupNorm and nn.RMSNorm: the forward pass is the
+    plain one, the map sums to the logit, a photo alone equals it in the batch. The plain
+    gradient of a norm is zero along its input (scale-invariant), so without the rule the map
+    of the RMS norm sums to 0, the group norm's to little."""
+    from deepinside.methods.lrp import lrp_rules
+
+    net = _NormNet(norm).eval()
+    x = torch.randn((3, 3, 8, 8), generator=torch.Generator().manual_seed(1))
+    logits = deepinside.forward_logits(net, x, fast=False)
+    with lrp_rules("epsilon"):
+        torch.testing.assert_close(net(x.clone().requires_grad_(True)), logits)
+    t = logits.argmax(dim=1)
+    r = deepinside.get_method("lrp")(net, x, t, composite="epsilon")
+    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(3), t], rtol=1e-4,
+                               atol=1e-5)
+    one = torch.cat([deepinside.get_method("lrp")(net, x[i:i + 1], int(t[i]),
+                                                  composite="epsilon") for i in range(3)])
+    torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)

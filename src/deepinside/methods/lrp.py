@@ -30,7 +30,8 @@ Transformers and ConvNeXt (Ali et al. 2022, "XAI for Transformers: Better Explan
 through Conservative Propagation", https://arxiv.org/abs/2202.07304): a layer norm is
 propagated with its standard deviation held constant (the LN-rule: the epsilon rule through
 the centring, which conserves; the plain gradient of a layer norm sums to zero along
-constants and removed the whole relevance), and the attention weights of
+constants and removed the whole relevance), a group norm with each group's, an RMS norm with
+its root mean square (the relevance then passes unchanged), and the attention weights of
 ``scaled_dot_product_attention`` or of a ``softmax`` are held constant (the AH-rule: the
 relevance flows through the values). An activation plus a constant (a position embedding) is
 split like a skip connection, the constant's share absorbed as a bias's. zennit has no rule for
@@ -110,16 +111,64 @@ def _broadcastable(a: Tensor, b: Tensor) -> bool:
     return True
 
 
+def _fixed_divisor(x: Tensor, dims: tuple[int, ...], eps: float, *, centre: bool) -> Tensor:
+    """``x`` (centred over ``dims`` if ``centre``) divided by its standard deviation (or root
+    mean square) over ``dims`` held constant: a linear map of ``x``."""
+    xd = x.detach()
+    if centre:
+        spread = xd.var(dim=dims, keepdim=True, unbiased=False)
+        x = x - x.mean(dim=dims, keepdim=True)
+    else:
+        spread = xd.pow(2).mean(dim=dims, keepdim=True)
+    return x / torch.sqrt(spread + eps)
+
+
+def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape=None) -> Tensor:
+    """``y * weight + bias`` (each viewed as ``shape`` if given; ``None``: left out), the
+    parameters held constant."""
+    if weight is not None:
+        y = y * (weight.detach() if shape is None else weight.detach().view(shape))
+    if bias is not None:
+        y = y + (bias.detach() if shape is None else bias.detach().view(shape))
+    return y
+
+
 def _layer_norm_fixed_scale(x: Tensor, shape, weight: Tensor | None, bias: Tensor | None,
-                            eps: float) -> Tensor:
+                            eps: float | None = None) -> Tensor:
     """``F.layer_norm`` with its standard deviation held constant (Ali et al. 2022's LN-rule):
     a linear map of ``x``, so the epsilon rule through it conserves relevance."""
-    dims = tuple(range(-len(shape), 0))
-    var = x.detach().var(dim=dims, keepdim=True, unbiased=False)
-    y = (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight.detach()
-    return y + bias.detach() if bias is not None else y
+    y = _fixed_divisor(x, tuple(range(-len(shape), 0)), 1e-5 if eps is None else eps,
+                       centre=True)
+    return _affine(y, weight, bias)
+
+
+def _group_norm_fixed_scale(x: Tensor, groups: int, weight: Tensor | None,
+                            bias: Tensor | None, eps: float | None = None) -> Tensor:
+    """``F.group_norm`` of ``x: Tensor[N, C, *]`` with each group's standard deviation held
+    constant (the LN-rule per group)."""
+    y = _fixed_divisor(x.reshape(x.shape[0], groups, -1), (-1,), 1e-5 if eps is None else eps,
+                       centre=True)
+    return _affine(y.reshape(x.shape), weight, bias, (1, -1) + (1,) * (x.dim() - 2))
+
+
+def _rms_norm_fixed_scale(x: Tensor, shape, weight: Tensor | None,
+                          eps: float | None = None) -> Tensor:
+    """``F.rms_norm`` with its root mean square held constant (the LN-rule without the
+    centring): each element scaled by a constant, so the relevance passes unchanged."""
+    if eps is None:  # as F.rms_norm: the machine epsilon of float32, or of float64
+        eps = torch.finfo(torch.float64 if x.dtype == torch.float64 else torch.float32).eps
+    return _affine(_fixed_divisor(x, tuple(range(-len(shape), 0)), eps, centre=False),
+                   weight, None)
+
+
+# Normalisations propagated with their divisor held constant (the LN-rule): the names of
+# their arguments, and the linear map they are then.
+_NORMS: dict[Callable, tuple[tuple[str, ...], Callable[..., Tensor]]] = {
+    F.layer_norm: (("input", "normalized_shape", "weight", "bias", "eps"),
+                   _layer_norm_fixed_scale),
+    F.group_norm: (("input", "num_groups", "weight", "bias", "eps"), _group_norm_fixed_scale),
+    F.rms_norm: (("input", "normalized_shape", "weight", "eps"), _rms_norm_fixed_scale),
+}
 
 
 def _attention_fixed_weights(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
@@ -306,12 +355,10 @@ class _LRPMode(TorchFunctionMode):
                 # a skip connection, or an activation plus a constant (a position embedding):
                 # split in proportion; a constant's share is absorbed, as a bias's
                 return _Norm.apply(torch.add, self, self.opts["stabilizer"], a, c)
-        if func is F.layer_norm:
-            (x, shape, w, b, eps), _ = _args(args, kwargs, ("input", "normalized_shape",
-                                                            "weight", "bias", "eps"))
-            eps = 1e-5 if eps is None else eps
-            return _Norm.apply(lambda x_: _layer_norm_fixed_scale(x_, shape, w, b, eps), self,
-                               self.opts["stabilizer"], x)
+        if func in _NORMS:  # the LN-rule: a linear map with the divisor held constant
+            names, fixed = _NORMS[func]
+            (x, *params), _ = _args(args, kwargs, names)
+            return _Norm.apply(lambda x_: fixed(x_, *params), self, self.opts["stabilizer"], x)
         if func is F.scaled_dot_product_attention:
             with self.bypassed():
                 return _attention_fixed_weights(*args, **kwargs)
