@@ -230,3 +230,62 @@ def test_lrp_holds_the_divisor_of_group_and_rms_norms_constant(norm):
     one = torch.cat([deepinside.get_method("lrp")(net, x[i:i + 1], int(t[i]),
                                                   composite="epsilon") for i in range(3)])
     torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)
+
+
+class _InPlaceAdds(nn.Module):
+    """Two bias-free convolutions summed (a skip connection), a position embedding added, a
+    ReLU and a bias-free linear head; each addition written as ``how`` says: ``"plus"``
+    (``x = x + y``), ``"add_"`` (``x.add_(y)``, its result unused) or ``"iadd"`` (``x += y``,
+    read through another name)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.how = how
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(3, 4, 1, bias=False)
+        self.pos = nn.Parameter(torch.randn(1, 4, 8, 8, generator=g) * 0.5)
+        self.fc = nn.Linear(4 * 8 * 8, 3, bias=False)
+        with torch.no_grad():
+            for p in (self.conv1.weight, self.conv2.weight, self.fc.weight):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+    def forward(self, x):
+        h, skip = self.conv1(x), self.conv2(x)
+        if self.how == "plus":
+            h = h + skip
+            h = h + self.pos
+        elif self.how == "add_":
+            h.add_(skip)
+            h.add_(self.pos)
+        else:
+            out = h
+            out += skip
+            out += self.pos
+        return self.fc(nn.functional.relu(h).flatten(1))
+
+
+@pytest.mark.parametrize("how", ["add_", "iadd"])
+def test_lrp_keeps_an_in_place_addition_in_place(how):
+    """An addition written in place gets the addition's rule (split in proportion) and stays
+    in place: the forward pass under the rules is the plain one (``h.add_(y)`` with its result
+    unused lost the addition), the map is that of the same network written ``h = h + y``, and
+    without the position embedding it sums to the logit."""
+    from deepinside.methods.lrp import lrp_rules
+
+    net, plus = _InPlaceAdds(how).eval(), _InPlaceAdds("plus").eval()
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(1))
+    logits = deepinside.forward_logits(net, x, fast=False)
+    torch.testing.assert_close(logits, deepinside.forward_logits(plus, x, fast=False))
+    with lrp_rules("epsilon"):
+        torch.testing.assert_close(net(x.clone().requires_grad_(True)), logits)
+    t = logits.argmax(dim=1)
+    lrp = deepinside.get_method("lrp")
+    r = lrp(net, x, t, composite="epsilon", reduce="none")
+    torch.testing.assert_close(r, lrp(plus, x, t, composite="epsilon", reduce="none"))
+    with torch.no_grad():
+        net.pos.zero_()
+    logits = deepinside.forward_logits(net, x, fast=False)
+    r = lrp(net, x, t, composite="epsilon")
+    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(2), t], rtol=1e-4,
+                               atol=1e-5)

@@ -19,12 +19,13 @@ Rules of a linear layer ``z = f(x; w, b)`` (a convolution or a dense layer; zenn
 Rectifiers (every kind :mod:`.relu_rules` knows: ReLU, ReLU6, Hardtanh, as modules, functions,
 in place) and the other activation functions (SiLU, GELU, LeakyReLU, ELU, Hardswish) pass the
 relevance unchanged, as zennit's ``Pass``; additions of two activations of the same shape (skip
-connections) and average pooling (modules, functions, and ``mean`` of a 4-d activation, timm's
-fast global pooling) split it in proportion to their inputs (zennit's ``Norm``, its ``Sum``
-canonizer); max pooling passes it to the maximum (the gradient). Batch norm is folded
-into the convolution before it by the engine's private copy (:mod:`deepinside.fastmodel`, the
-``fast=True`` default; zennit's ``SequentialMergeBatchNorm`` canonizer); an unfolded batch norm
-passes the relevance unchanged, as zennit's composites do.
+connections; in place too, ``x += y`` and ``x.add_(y)`` still writing into ``x``) and average
+pooling (modules, functions, and ``mean`` of a 4-d activation, timm's fast global pooling)
+split it in proportion to their inputs (zennit's ``Norm``, its ``Sum`` canonizer); max pooling
+passes it to the maximum (the gradient). Batch norm is folded into the convolution before it
+by the engine's private copy (:mod:`deepinside.fastmodel`, the ``fast=True`` default; zennit's
+``SequentialMergeBatchNorm`` canonizer); an unfolded batch norm passes the relevance
+unchanged, as zennit's composites do.
 
 Transformers and ConvNeXt (Ali et al. 2022, "XAI for Transformers: Better Explanations
 through Conservative Propagation", https://arxiv.org/abs/2202.07304): a layer norm is
@@ -96,7 +97,8 @@ COMPOSITES: dict[str, Composite] = {
 }
 
 _CONVS = {F.conv1d, F.conv2d, F.conv3d}
-_ADDS = {torch.add, Tensor.add, Tensor.add_, Tensor.__add__, Tensor.__iadd__, Tensor.__radd__}
+_INPLACE_ADDS = {Tensor.add_, Tensor.__iadd__}
+_ADDS = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__, *_INPLACE_ADDS}
 _POOLS = {"avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
           "adaptive_avg_pool2d", "adaptive_avg_pool3d"}
 _ACTIVATIONS = {F.silu, F.gelu, F.leaky_relu, F.elu, F.hardswish}
@@ -347,14 +349,24 @@ class _LRPMode(TorchFunctionMode):
             rule = self._layer_rule("linear" if func is F.linear else "conv")
             return _Layer.apply(x, w, b, lambda x_, w_, b_: func(x_, w_, b_, *extra, **rest),
                                 rule, self.opts, self)
-        if func in _ADDS and len(args) >= 2 and "alpha" not in kwargs:
+        if func in _ADDS and len(args) >= 2 and not {"alpha", "out"} & kwargs.keys():
             a, c = args[0], args[1]
             if (isinstance(a, Tensor) and isinstance(c, Tensor) and a.is_floating_point()
                     and c.is_floating_point() and (a.requires_grad or c.requires_grad)
                     and _broadcastable(a, c)):
                 # a skip connection, or an activation plus a constant (a position embedding):
                 # split in proportion; a constant's share is absorbed, as a bias's
-                return _Norm.apply(torch.add, self, self.opts["stabilizer"], a, c)
+                if func not in _INPLACE_ADDS:
+                    return _Norm.apply(torch.add, self, self.opts["stabilizer"], a, c)
+                if torch.broadcast_shapes(a.shape, c.shape) == a.shape:
+                    # in place (x.add_(y) with its result unused, x += y with x shared): the
+                    # split sum written into x; the split reads copies of x and y, which
+                    # the write leaves intact for the backward pass
+                    with self.bypassed():
+                        a_, c_ = a.clone(), c.clone()
+                    z = _Norm.apply(torch.add, self, self.opts["stabilizer"], a_, c_)
+                    with self.bypassed():
+                        return a.copy_(z)
         if func in _NORMS:  # the LN-rule: a linear map with the divisor held constant
             names, fixed = _NORMS[func]
             (x, *params), _ = _args(args, kwargs, names)
