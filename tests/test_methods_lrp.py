@@ -37,6 +37,18 @@ def _zennit(model, x, t, composite):
     return r
 
 
+def _assert_conserves(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+    """LRP-epsilon's map of ``net`` (bias-free) sums to the target's logit, and a photo alone
+    equals it in the batch."""
+    logits = deepinside.forward_logits(net, x, fast=False)
+    r = deepinside.get_method("lrp")(net, x, t, composite="epsilon")
+    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(len(x)), t], rtol=1e-4,
+                               atol=1e-5)
+    one = torch.cat([deepinside.get_method("lrp")(net, x[i:i + 1], int(t[i]),
+                                                  composite="epsilon") for i in range(len(x))])
+    torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["vgg16_bn", "resnet18"])
 def test_lrp_equals_zennit_with_the_same_composite(arch):
@@ -162,13 +174,7 @@ def test_lrp_on_a_transformer_holds_layernorm_scales_and_attention_weights_const
     no_pos = _TinyTransformer(sdpa).eval()
     with torch.no_grad():
         no_pos.pos.zero_()
-    logits = deepinside.forward_logits(no_pos, x, fast=False)
-    r = deepinside.get_method("lrp")(no_pos, x, t, composite="epsilon")
-    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(3), t], rtol=1e-4,
-                               atol=1e-5)
-    one = torch.cat([deepinside.get_method("lrp")(no_pos, x[i:i + 1], int(t[i]),
-                                                  composite="epsilon") for i in range(3)])
-    torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)
+    _assert_conserves(no_pos, x, t)
 
 
 def test_attention_with_fixed_weights_computes_what_sdpa_computes():
@@ -223,13 +229,7 @@ def test_lrp_holds_the_divisor_of_group_and_rms_norms_constant(norm):
     logits = deepinside.forward_logits(net, x, fast=False)
     with lrp_rules("epsilon"):
         torch.testing.assert_close(net(x.clone().requires_grad_(True)), logits)
-    t = logits.argmax(dim=1)
-    r = deepinside.get_method("lrp")(net, x, t, composite="epsilon")
-    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(3), t], rtol=1e-4,
-                               atol=1e-5)
-    one = torch.cat([deepinside.get_method("lrp")(net, x[i:i + 1], int(t[i]),
-                                                  composite="epsilon") for i in range(3)])
-    torch.testing.assert_close(one, r, rtol=1e-4, atol=1e-6)
+    _assert_conserves(net, x, logits.argmax(dim=1))
 
 
 class _InPlaceAdds(nn.Module):
@@ -270,7 +270,7 @@ def test_lrp_keeps_an_in_place_addition_in_place(how):
     """An addition written in place gets the addition's rule (split in proportion) and stays
     in place: the forward pass under the rules is the plain one (``h.add_(y)`` with its result
     unused lost the addition), the map is that of the same network written ``h = h + y``, and
-    without the position embedding it sums to the logit."""
+    without the position embedding it sums to the logit (also a photo alone)."""
     from deepinside.methods.lrp import lrp_rules
 
     net, plus = _InPlaceAdds(how).eval(), _InPlaceAdds("plus").eval()
@@ -285,7 +285,4 @@ def test_lrp_keeps_an_in_place_addition_in_place(how):
     torch.testing.assert_close(r, lrp(plus, x, t, composite="epsilon", reduce="none"))
     with torch.no_grad():
         net.pos.zero_()
-    logits = deepinside.forward_logits(net, x, fast=False)
-    r = lrp(net, x, t, composite="epsilon")
-    torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(2), t], rtol=1e-4,
-                               atol=1e-5)
+    _assert_conserves(net, x, t)
