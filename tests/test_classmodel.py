@@ -493,9 +493,9 @@ def test_coarse_cycles_caps_only_the_coarsest_frequencies():
 @pytest.mark.parametrize("option", [{"saturation": 1.0}, {"coarse_cycles": 4.0}])
 def test_saturation_options_keep_colours_out_of_the_sigmoid_tails(option):
     model = _Brightness()
-    run = {"steps": 60, "size": 32, "seed": 0}
-    plain = class_model(model, [0, 1], **run)
-    tamed = class_model(model, [0, 1], **run, **option)
+    run = {"steps": 60, "size": 32, "seed": 0, "center": 0.0}
+    plain = class_model(model, [0, 1], **run, saturation=0.0)
+    tamed = class_model(model, [0, 1], **run, **{"saturation": 0.0, **option})
     # asked for white (class 0) and black (class 1), the ascent blows out part of the image
     assert _saturated(plain.images) > 0.05
     assert _saturated(tamed.images) < 0.5 * _saturated(plain.images)
@@ -519,7 +519,7 @@ def test_center_window_grows_from_the_middle_by_hand():
 def test_center_prior_draws_the_middle_first_then_the_whole_image():
     model = _Brightness()  # class 0 asks for a white image everywhere
     run = {"steps": 40, "size": 32, "seed": 0, "snapshots": 4, "octaves": ((1.0, 1.0),)}
-    plain = class_model(model, [0], **run)
+    plain = class_model(model, [0], **run, center=0.0)
     centred = class_model(model, [0], **run, center=0.75)
 
     def corners(x):  # how far the four 6 x 6 corners are from grey, and the middle's mean

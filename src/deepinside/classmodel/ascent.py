@@ -73,9 +73,8 @@ _DEFAULTS: dict[str, dict] = {
         "decay_power": 1.5, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 0.0,
-        "saturation_knee": 3.0, "magnitude": "free", "contrast": 1.0,
-        "center": 0.0,
+        "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 10.0,
+        "saturation_knee": 4.0, "magnitude": "free", "contrast": 1.0, "center": 0.8,
     },
 }
 _TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
@@ -85,10 +84,12 @@ _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of 
 # (``standard_transforms``: pad 12, jitter 8 and 4, scale 0.9-1.1, rotation 10 degrees), one
 # copy a step, Lucid's spectrum (1 / f^1.2 here) and no low-pass. The class model's strong
 # anti-aliased transforms, octaves and lower-frequency prior (1 / f^1.5) make class images that
-# other networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
-_UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "center": 0.0, "shift": 12 / 224,
-               "scale": (0.9, 1.1), "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0,
-               "decay_power": 1.2, "antialias": False}
+# other networks recognise, as do the centre prior and the colour prior (docs/classmodel.md); a
+# unit is judged by its activation (benchmarks/bench_lucent.py), without them.
+_UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "shift": 12 / 224, "scale": (0.9, 1.1),
+               "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0,
+               "decay_power": 1.2, "antialias": False, "center": 0.0, "saturation": 0.0,
+               "saturation_knee": 3.0}
 
 
 def mode_defaults(mode: str, units: bool = False) -> dict:
