@@ -15,8 +15,8 @@ direction, sums of them), :func:`class_model` is its class case. Three modes:
   https://distill.pub/2017/feature-visualization/): a decorrelated Fourier image
   (:mod:`.param`), octaves coarse to fine (DeepDream, https://github.com/google/deepdream),
   several randomly transformed copies scored at every step (:mod:`.transforms`; for class
-  models low-passed before a zoom out, with a lower-frequency spectrum: docs/classmodel.md), a
-  mild total-variation penalty, Adam (:mod:`.optim`).
+  models low-passed before a zoom out, with a lower-frequency spectrum, a centre prior and a
+  colour prior: docs/classmodel.md), a mild total-variation penalty, Adam (:mod:`.optim`).
 
 All randomness comes from generators seeded with ``seed``. The caller's model is never
 changed: the network is called only through :mod:`deepinside.engine` (eval mode, flags
@@ -302,7 +302,12 @@ def class_model(
             the coarsest frequencies move no faster than those: :func:`~.param.freq_scale`),
             ``saturation`` (lucid: weight of a colour prior that keeps the pre-sigmoid values
             out of the sigmoid's flat tails beyond ``|z| = saturation_knee``:
-            :func:`~.param.saturation_penalty`), ``seeds`` (lucid:
+            :func:`~.param.saturation_penalty`), ``center`` (lucid: the share of the steps
+            during which the image is drawn inside a disc about the centre that grows to the
+            whole frame, Nguyen et al. 2016; 0: off), ``magnitude`` (lucid: ``"free"``, Lucid's
+            spectrum, or ``"fixed"``, MACO's: only the phase is optimised, Fel et al. 2023,
+            :func:`~.param.phase_logits`, with ``contrast`` the image's standard deviation
+            before the colour matrix), ``seeds`` (lucid:
             render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
