@@ -55,9 +55,14 @@ HELD_OUT_2 = [22, 107, 281, 323, 949, 937, 404, 437, 850, 970]
 # full size, logit minus the mean of the other logits, shift 32 px, zoom 0.5-1.5, rotation 20.
 OLD_LUCID = {"steps": 128, "rivals": "mean", "octaves": ((1.0, 1.0),), "copies": 2,
              "shift": 32 / 224, "scale": (0.5, 1.5), "rotate": 20.0, "color_jitter": 0.1,
-             "decay_power": 1.2, "antialias": False}
+             "decay_power": 1.2, "antialias": False, "center": 0.0, "saturation": 0.0,
+             "saturation_knee": 3.0}
+# The default of issue 24's second and third rounds (anti-aliased copies, 1 / f^1.5), before the
+# fourth round's centre prior and colour prior.
+ROUND2 = {"center": 0.0, "saturation": 0.0, "saturation_knee": 3.0}
 RECIPES: dict[str, tuple[str, dict]] = {
     "old": ("lucid", OLD_LUCID),
+    "round2": ("lucid", ROUND2),
     "new": ("lucid", {}),  # the current defaults (deepinside.classmodel.mode_defaults)
     "paper": ("paper", {}),
     "pixel": ("pixel", {}),

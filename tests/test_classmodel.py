@@ -493,10 +493,69 @@ def test_coarse_cycles_caps_only_the_coarsest_frequencies():
 @pytest.mark.parametrize("option", [{"saturation": 1.0}, {"coarse_cycles": 4.0}])
 def test_saturation_options_keep_colours_out_of_the_sigmoid_tails(option):
     model = _Brightness()
-    run = {"steps": 60, "size": 32, "seed": 0}
-    plain = class_model(model, [0, 1], **run)
-    tamed = class_model(model, [0, 1], **run, **option)
+    run = {"steps": 60, "size": 32, "seed": 0, "center": 0.0}
+    plain = class_model(model, [0, 1], **run, saturation=0.0)
+    tamed = class_model(model, [0, 1], **run, **{"saturation": 0.0, **option})
     # asked for white (class 0) and black (class 1), the ascent blows out part of the image
     assert _saturated(plain.images) > 0.05
     assert _saturated(tamed.images) < 0.5 * _saturated(plain.images)
     assert tamed.images[0].mean() > 0.55 and tamed.images[1].mean() < 0.45  # still the class
+
+
+def test_center_window_grows_from_the_middle_by_hand():
+    from deepinside.classmodel.ascent import _center_window
+
+    w0 = _center_window((21, 21), 0.0, "cpu", torch.float64)[0, 0]
+    late = _center_window((21, 21), 0.9, "cpu", torch.float64)[0, 0]
+    # the middle pixel is at distance 0, a corner at sqrt(2) half sides, an edge's middle at 1
+    assert w0[10, 10] == pytest.approx(torch.sigmoid(torch.tensor(0.4 / 0.08)).item())
+    assert w0[0, 0] == pytest.approx(torch.sigmoid(torch.tensor((0.4 - 2**0.5) / 0.08)).item())
+    assert w0[0, 10] == pytest.approx(torch.sigmoid(torch.tensor(-0.6 / 0.08)).item())
+    r = 0.4 + 1.1 * 0.9
+    assert late[0, 10] == pytest.approx(torch.sigmoid(torch.tensor((r - 1) / 0.08)).item())
+    assert (late >= w0).all() and w0[0, 0] < 1e-5 and late[0, 10] > 0.99
+
+
+def test_center_prior_draws_the_middle_first_then_the_whole_image():
+    model = _Brightness()  # class 0 asks for a white image everywhere
+    run = {"steps": 40, "size": 32, "seed": 0, "snapshots": 4, "octaves": ((1.0, 1.0),)}
+    plain = class_model(model, [0], **run, center=0.0)
+    centred = class_model(model, [0], **run, center=0.75)
+
+    def corners(x):  # how far the four 6 x 6 corners are from grey, and the middle's mean
+        c = torch.cat([x[..., :6, :6], x[..., :6, -6:], x[..., -6:, :6], x[..., -6:, -6:]], -1)
+        return (c - 0.5).abs().mean().item(), x[..., 12:20, 12:20].mean().item()
+
+    c_plain, m_plain = corners(plain.snapshots[0])
+    c_centred, m_centred = corners(centred.snapshots[0])  # after 10 of 30 windowed steps
+    assert c_centred < 0.01 and m_centred > 0.6  # drawn in the middle, the corners still grey
+    assert c_plain > 0.1 and m_plain > 0.6  # without the prior the corners move from the start
+    assert corners(centred.images)[0] > 0.05  # after the window is gone, they are drawn too
+    with pytest.raises(ValueError, match="center"):
+        class_model(model, [0], steps=2, size=16, center=1.5)
+
+
+def test_fixed_magnitude_keeps_the_spectrum_and_moves_only_the_phase():
+    from deepinside.classmodel.param import COLOR, freq_scale, phase_logits
+
+    g = torch.Generator().manual_seed(0)
+    phase = torch.randn((2, 3, 16, 9), generator=g, dtype=torch.float64)
+    mag = freq_scale(16, 16, 1.5, "cpu", torch.float64)
+    z = phase_logits(phase, mag, (16, 16), contrast=2.0)
+    x = torch.einsum("ij,njhw->nihw", torch.linalg.inv(COLOR.double()), z) / 2.0
+    assert x.mean(dim=(1, 2, 3)).abs().max() < 1e-9  # standardised per image
+    torch.testing.assert_close(x.std(dim=(1, 2, 3)), torch.ones(2, dtype=torch.float64),
+                               atol=1e-3, rtol=0)
+    # each interior column's magnitude is the template's, up to the one standardising factor
+    ratio = torch.fft.rfft2(x, norm="ortho").abs()[..., 1:8] / mag[:, 1:8]
+    torch.testing.assert_close(ratio, ratio[..., :1, :1].expand_as(ratio), rtol=1e-6, atol=0)
+
+
+def test_fixed_magnitude_reaches_the_class_without_blowing_out_the_colours():
+    model = _Brightness()
+    run = {"steps": 40, "size": 32, "seed": 0, "octaves": ((1.0, 1.0),)}
+    r = class_model(model, [0, 1], magnitude="fixed", **run)
+    assert r.values[0] > r.objective[0, 0] and r.values[1] > r.objective[0, 1]
+    assert _saturated(r.images) < 0.01  # a standardised image at contrast 1 stays in range
+    with pytest.raises(ValueError, match="magnitude"):
+        class_model(model, [0], steps=2, size=16, magnitude="free-ish")

@@ -15,8 +15,8 @@ direction, sums of them), :func:`class_model` is its class case. Three modes:
   https://distill.pub/2017/feature-visualization/): a decorrelated Fourier image
   (:mod:`.param`), octaves coarse to fine (DeepDream, https://github.com/google/deepdream),
   several randomly transformed copies scored at every step (:mod:`.transforms`; for class
-  models low-passed before a zoom out, with a lower-frequency spectrum: docs/classmodel.md), a
-  mild total-variation penalty, Adam (:mod:`.optim`).
+  models low-passed before a zoom out, with a lower-frequency spectrum, a centre prior and a
+  colour prior: docs/classmodel.md), a mild total-variation penalty, Adam (:mod:`.optim`).
 
 All randomness comes from generators seeded with ``seed``. The caller's model is never
 changed: the network is called only through :mod:`deepinside.engine` (eval mode, flags
@@ -38,7 +38,14 @@ from ..models import Classifier, Preprocessing
 from ..targets import class_indices, need_logits
 from .objectives import Activations, Objective, class_logit, rival_logits
 from .optim import Adam
-from .param import band_mask, fourier_logits, freq_scale, init_spectrum, saturation_penalty
+from .param import (
+    band_mask,
+    fourier_logits,
+    freq_scale,
+    init_spectrum,
+    phase_logits,
+    saturation_penalty,
+)
 from .transforms import random_transform, total_variation
 
 __all__ = [
@@ -66,8 +73,8 @@ _DEFAULTS: dict[str, dict] = {
         "decay_power": 1.5, "shift": 40 / 224, "scale": (0.45, 1.6), "rotate": 25.0,
         "color_jitter": 0.15, "noise": 0.02, "blur": 0.5, "rivals": "mean",
         "octaves": ((0.5, 0.35), (0.75, 0.3), (1.0, 0.35)), "octave_input": True,
-        "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 0.0,
-        "saturation_knee": 3.0,
+        "seeds": 1, "antialias": True, "coarse_cycles": 1.0, "saturation": 10.0,
+        "saturation_knee": 4.0, "magnitude": "free", "contrast": 1.0, "center": 0.8,
     },
 }
 _TRANSFORM_KEYS = ("shift", "scale", "rotate", "color_jitter", "noise", "blur", "antialias")
@@ -77,10 +84,12 @@ _CLASS_ONLY = ("other", "rivals")  # options of class_model's objective, not of 
 # (``standard_transforms``: pad 12, jitter 8 and 4, scale 0.9-1.1, rotation 10 degrees), one
 # copy a step, Lucid's spectrum (1 / f^1.2 here) and no low-pass. The class model's strong
 # anti-aliased transforms, octaves and lower-frequency prior (1 / f^1.5) make class images that
-# other networks recognise; a unit is judged by its activation (benchmarks/bench_lucent.py).
+# other networks recognise, as do the centre prior and the colour prior (docs/classmodel.md); a
+# unit is judged by its activation (benchmarks/bench_lucent.py), without them.
 _UNIT_LUCID = {"octaves": ((1.0, 1.0),), "copies": 1, "shift": 12 / 224, "scale": (0.9, 1.1),
                "rotate": 10.0, "color_jitter": 0.0, "noise": 0.0, "blur": 0.0,
-               "decay_power": 1.2, "antialias": False}
+               "decay_power": 1.2, "antialias": False, "center": 0.0, "saturation": 0.0,
+               "saturation_knee": 3.0}
 
 
 def mode_defaults(mode: str, units: bool = False) -> dict:
@@ -293,7 +302,12 @@ def class_model(
             the coarsest frequencies move no faster than those: :func:`~.param.freq_scale`),
             ``saturation`` (lucid: weight of a colour prior that keeps the pre-sigmoid values
             out of the sigmoid's flat tails beyond ``|z| = saturation_knee``:
-            :func:`~.param.saturation_penalty`), ``seeds`` (lucid:
+            :func:`~.param.saturation_penalty`), ``center`` (lucid: the share of the steps
+            during which the image is drawn inside a disc about the centre that grows to the
+            whole frame, Nguyen et al. 2016; 0: off), ``magnitude`` (lucid: ``"free"``, Lucid's
+            spectrum, or ``"fixed"``, MACO's: only the phase is optimised, Fel et al. 2023,
+            :func:`~.param.phase_logits`, with ``contrast`` the image's standard deviation
+            before the colour matrix), ``seeds`` (lucid:
             render each image from
             that many random starts, in one batch, and keep the one whose objective is highest
             on average over fresh random transforms; costs ``seeds`` times the steps),
@@ -460,19 +474,52 @@ def _accepts(net, size: tuple[int, int], dev, dt) -> bool:
     return True
 
 
+def _center_window(hw: tuple[int, int], t: float, dev, dt) -> Tensor:
+    """``Tensor[1, 1, H, W]``: a soft disc about the centre whose radius grows with ``t``.
+
+    Nguyen et al. 2016 ("Multifaceted Feature Visualization", https://arxiv.org/abs/1602.03616,
+    centre-biased regularisation): the ascent first draws in the middle of the image, then the
+    region widens, so the image holds one central object rather than fragments everywhere.
+    ``t`` in [0, 1): the radius grows from 0.4 to 1.5 half sides (soft over 0.08; the corners,
+    at 1.41, reach 0.75); after the ``center`` share of the steps the window is gone.
+    """
+    h, w = hw
+    y = torch.linspace(-1, 1, h, device=dev, dtype=dt)[:, None]
+    x = torch.linspace(-1, 1, w, device=dev, dtype=dt)[None, :]
+    r = 0.4 + 1.1 * t
+    return torch.sigmoid((r - torch.sqrt(x * x + y * y)) / 0.08)[None, None]
+
+
 def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, snaps, history,
                progress):
     """Lucid-style mode: Fourier + decorrelated colour, random transforms, octaves, Adam."""
     h, w = hw
     copies = int(o["copies"])
     scale = freq_scale(h, w, float(o["decay_power"]), dev, dt, float(o["coarse_cycles"]))
-    spectrum = init_spectrum(n, hw, g, dev, dt).requires_grad_(True)
+    if o["magnitude"] not in ("free", "fixed"):
+        raise ValueError(f"magnitude must be 'free' or 'fixed', got {o['magnitude']!r}")
+    if o["magnitude"] == "fixed":  # MACO: optimise the phase only
+        spectrum = torch.randn((n, 3, h, w // 2 + 1), generator=g).to(dev, dt)
+        contrast = float(o["contrast"])
+
+        def logits(mask: Tensor) -> Tensor:
+            return phase_logits(spectrum, mask, hw, contrast)
+    else:
+        spectrum = init_spectrum(n, hw, g, dev, dt)
+
+        def logits(mask: Tensor) -> Tensor:
+            return fourier_logits(spectrum, mask, hw)
+    spectrum.requires_grad_(True)
     adam = Adam(spectrum, float(o["lr"]))
     tv, l2, sat = float(o["tv"]), float(o["l2"]), float(o["saturation"])
     plan = octave_plan(int(o["steps"]), o["octaves"])
     masks: dict[float, Tensor] = {}
     inputs: dict[float, tuple[int, int]] = {}
     tf = {key: o[key] for key in _TRANSFORM_KEYS}
+    center_share = float(o["center"])
+    if not 0 <= center_share <= 1:
+        raise ValueError(f"center must be a share of the steps in [0, 1], got {center_share}")
+    center_steps = max(1, round(center_share * len(plan)))
     for step, octave in enumerate(plan):
         if octave not in masks:
             masks[octave] = scale * band_mask(h, w, octave, dev, dt) if octave < 1 else scale
@@ -480,8 +527,10 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
             # the network sees the octave's size when it can (cheaper), else the full size
             use = o["octave_input"] and small != hw and _accepts(net, small, dev, dt)
             inputs[octave] = small if use else hw
-        z = fourier_logits(spectrum, masks[octave], hw)
-        img = torch.sigmoid(z)
+        z = logits(masks[octave])
+        window = (_center_window(hw, step / center_steps, dev, dt)
+                  if center_share > 0 and step < center_steps else None)
+        img = torch.sigmoid(z) if window is None else 0.5 + window * (torch.sigmoid(z) - 0.5)
         batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=inputs[octave],
                                  **tf)
         s, shown = score((batch - mean) / std)
@@ -494,10 +543,12 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
         history.append(shown.detach().view(copies, n).mean(0))
         if step + 1 in snap_at:
             with torch.no_grad():
-                snaps.append(torch.sigmoid(fourier_logits(spectrum, masks[octave], hw))
-                             .float().cpu())
+                shot = torch.sigmoid(logits(masks[octave]))
+                if window is not None:
+                    shot = 0.5 + window * (shot - 0.5)
+                snaps.append(shot.float().cpu())
         if progress is not None:
             progress(1)
     with torch.no_grad():  # the image of the last octave (the whole band when it is 1)
-        img = torch.sigmoid(fourier_logits(spectrum, masks[plan[-1]], hw))
+        img = torch.sigmoid(logits(masks[plan[-1]]))
     return (img - mean) / std, img

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["band_mask", "fourier_image", "fourier_logits", "freq_scale", "init_spectrum",
-           "saturation_penalty"]
+           "phase_logits", "saturation_penalty"]
 
 # Lucid's colour decorrelation: the square root of the ImageNet colour covariance (its SVD),
 # columns normalised by the largest column norm (lucid/optvis/param/color.py).
@@ -66,6 +66,36 @@ def fourier_logits(spectrum: Tensor, scale: Tensor, size: tuple[int, int]) -> Te
     x = torch.fft.irfft2(spec, s=size, norm="ortho") / 4.0  # Lucid's "magic" 4
     color = COLOR.to(device=x.device, dtype=x.dtype)
     return torch.einsum("ij,njhw->nihw", color, x)
+
+
+def _standardize(x: Tensor) -> Tensor:
+    """Each image (dim 0) to mean 0 and standard deviation 1 over all its other dims."""
+    dims = tuple(range(1, x.dim()))
+    x = x - x.mean(dim=dims, keepdim=True)
+    return x / (x.std(dim=dims, keepdim=True) + 1e-4)
+
+
+def phase_logits(phase: Tensor, magnitude: Tensor, size: tuple[int, int],
+                 contrast: float = 1.0) -> Tensor:
+    """The magnitude-constrained image before the sigmoid: ``Tensor[N, 3, H, W]``.
+
+    MACO (Fel et al. 2023, "Unlocking Feature Visualization for Deeper Networks with MAgnitude
+    Constrained Optimization", https://arxiv.org/abs/2306.06805): only the phase of the
+    spectrum is optimised; its magnitude is fixed to a natural image's (here ``1 / f^decay``),
+    and the image is standardised, so the ascent can move structure but not pile energy into
+    any frequency or blow the colours out. Each image's phase and its decorrelated image are
+    standardised, mixed by the colour matrix and scaled by ``contrast``.
+
+    Args:
+        phase: ``Tensor[N, 3, H, W // 2 + 1]``.
+        magnitude: ``Tensor[H, W // 2 + 1]`` (0 outside an octave's band).
+        size: (H, W).
+        contrast: the standard deviation of the decorrelated image before the colour matrix.
+    """
+    spec = torch.polar(magnitude.expand_as(phase), _standardize(phase))
+    x = _standardize(torch.fft.irfft2(spec, s=size, norm="ortho"))
+    color = COLOR.to(device=x.device, dtype=x.dtype)
+    return contrast * torch.einsum("ij,njhw->nihw", color, x)
 
 
 def fourier_image(spectrum: Tensor, scale: Tensor, size: tuple[int, int]) -> Tensor:
