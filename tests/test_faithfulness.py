@@ -99,9 +99,17 @@ def test_randomization_leaves_the_caller_alone(tiny):
     assert r.correlation.shape == (3, 2)
     again = randomization_test(tiny, x, method="gradient", points=3)
     torch.testing.assert_close(r.correlation, again.correlation)  # seeded
-    with pytest.warns(DeprecationWarning, match="by position is deprecated"):
+    with pytest.warns(DeprecationWarning, match="by position is deprecated") as caught:
         old = randomization_test(tiny, x, "gradient", r.targets, points=3)  # 0.1's order
     torch.testing.assert_close(old.correlation, r.correlation)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    # a value given both ways is Python's own error, not a silent choice of one of them
+    with pytest.raises(TypeError, match="multiple values for argument 'method'"):
+        randomization_test(tiny, x, "gradient_x_input", method="gradient")
+    with pytest.raises(TypeError, match="multiple values for argument 'target'"):
+        randomization_test(tiny, x, "gradient", 0, target=1)
+    with pytest.raises(TypeError, match=r"randomization_test\(\) takes at most 4 positional"):
+        randomization_test(tiny, x, "gradient", 0, 3)
 
 
 def test_randomization_flags_a_map_that_ignores_the_model(tiny):

@@ -327,11 +327,20 @@ def test_images_is_the_deprecated_name_of_photos():
     clf = tiny_classifier()
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), np.uint8))
     [[new]] = deepinside.localize(clf, photos=[photo], recipe="gradcam-30")
-    with pytest.warns(DeprecationWarning, match="photos="):
+    with pytest.warns(DeprecationWarning, match="photos=") as caught:
         [[old]] = deepinside.localize(clf, images=[photo], recipe="gradcam-30")
     assert old.box == new.box and old.class_index == new.class_index
+    assert caught[0].filename == __file__  # the warning points at the caller
     with pytest.raises(TypeError, match="needs photos"):
         deepinside.localize(clf)
-    with pytest.warns(DeprecationWarning, match="by position is deprecated"):  # 0.1's order
+    with pytest.warns(DeprecationWarning, match="by position is deprecated") as caught:
         [[pos]] = deepinside.localize(clf, [photo], 1, new.class_index, None, "gradcam-30")
-    assert pos.box == new.box and pos.class_index == new.class_index
+    assert pos.box == new.box and pos.class_index == new.class_index  # 0.1's order
+    assert caught[0].filename == __file__
+    # a value given both ways is Python's own error, not a silent choice of one of them
+    with pytest.raises(TypeError, match=r"localize\(\) got multiple values for argument 'top_k'"):
+        deepinside.localize(clf, [photo], 5, top_k=3)
+    with pytest.raises(TypeError, match="multiple values for argument 'recipe'"):
+        deepinside.localize(clf, [photo], 1, None, None, "paper", recipe="gradcam-30")
+    with pytest.raises(TypeError, match=r"localize\(\) takes at most 6 positional arguments"):
+        deepinside.localize(clf, [photo], 1, None, None, "gradcam-30", 0)

@@ -51,3 +51,46 @@ def deprecated_names(package: str, moved: dict[str, str], since: str = "0.2.0") 
         return getattr(importlib.import_module(module), attr)
 
     return __getattr__
+
+
+def deprecated_positional(after: int, names: tuple[str, ...], since: str = "0.2.0",
+                          note: str = "") -> Callable[[Callable], Callable]:
+    """Decorator: 0.1's positional arguments past the first ``after`` are mapped onto the
+    keyword-only parameters ``names`` (in that order) for one release, with a
+    ``DeprecationWarning``. As Python itself does, a value given both by position and by keyword
+    (``f(a, b, 5, top_k=3)``) or too many positional arguments is a ``TypeError``.
+
+    Args:
+        after: how many positional parameters the function has now.
+        names: the keyword-only parameters the extra positional arguments once were.
+        since: the release that made them keyword-only (listed in CHANGELOG.md).
+        note: a sentence added to the warning (e.g. what the position will mean next).
+    """
+    import functools
+    import inspect
+    import warnings
+
+    def wrap(fn: Callable) -> Callable:
+        leading = list(inspect.signature(fn).parameters)[:after]
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            extra = args[after:]
+            if not extra:
+                return fn(*args, **kwargs)
+            if len(extra) > len(names):
+                raise TypeError(f"{fn.__name__}() takes at most {after + len(names)} positional "
+                                f"arguments ({len(args)} given)")
+            given = names[:len(extra)]
+            for name in given:
+                if name in kwargs:
+                    raise TypeError(f"{fn.__name__}() got multiple values for argument {name!r}")
+            warnings.warn(f"{fn.__name__}({', '.join(leading + list(given))}) by position is "
+                          f"deprecated since {since}; pass {', '.join(n + '=' for n in given)} "
+                          f"by keyword{f' ({note})' if note else ''}", DeprecationWarning,
+                          stacklevel=2)
+            return fn(*args[:after], **kwargs, **dict(zip(given, extra)))
+
+        return call
+
+    return wrap

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._lazy import deprecated_positional
 from .segment import (
     GMM_COMPONENTS,
     RECIPES,
@@ -122,10 +123,12 @@ class Localization:
                 "logit": self.logit, "box": list(self.box), "note": self.note}
 
 
+@deprecated_positional(2, ("top_k", "target", "method", "recipe"),
+                       note="in the next release target becomes the third positional argument")
 def localize(
     model,
     photos=None,
-    *old_positional: object,
+    *,
     target=None,
     top_k: int = 1,
     method: str | None = None,
@@ -142,18 +145,20 @@ def localize(
         model: a :class:`deepinside.Classifier`.
         photos: a photo or a sequence of photos: PIL images, uint8 arrays (H, W, 3) or paths
             (``images=``: deprecated since 0.2.0; ``images`` is a normalised tensor elsewhere).
-        top_k: how many of each photo's top classes to localise (ignored with ``target``).
-        *old_positional: 0.1's positional ``top_k, target, method, recipe``: deprecated since
-            0.2.0 (a ``DeprecationWarning``); pass them by keyword. In the next release
-            ``target`` becomes the third positional argument, as in :func:`deepinside.saliency`
-            (it cannot change in place: an int there is a ``top_k`` in 0.1 and a class now).
         target: ``None`` (the top-k classes), a class (index or name) for every photo, one per
             photo, or ``"top<k>"`` (see :mod:`deepinside.targets`).
+        top_k: how many of each photo's top classes to localise (ignored with ``target``).
         method: attribution method name (default: the recipe's; ``"gradient"`` for the paper).
         recipe: a name of :data:`RECIPES` or a :class:`Recipe`.
         seed: GrabCut's random seed (``cv2.setRNGSeed``).
         batch_size: photos per forward/backward pass.
         **overrides: recipe fields to change, e.g. ``fg_quantile=0.9``.
+
+    0.1's positional ``top_k, target, method, recipe`` after the photos still work, with a
+    ``DeprecationWarning`` (since 0.2.0; a value also given by keyword is a ``TypeError``). In
+    the next release ``target`` becomes the third positional argument, as in
+    :func:`deepinside.saliency` (it cannot change in place: an int there is a ``top_k`` in 0.1
+    and a class now).
 
     Returns:
         Per photo, a list of :class:`Localization`, best class first.
@@ -171,9 +176,6 @@ def localize(
     from .targets import resolve_targets
 
     photos = _photos_argument(photos, overrides)
-    if old_positional:
-        top_k, target, method, recipe = _old_positional(
-            old_positional, (top_k, target, method, recipe))
     rec = get_recipe(recipe, **overrides)
     method = method or rec.method
     photos = as_photos(photos)
@@ -207,24 +209,12 @@ def localize(
     return out
 
 
-def _old_positional(args: tuple, current: tuple) -> tuple:
-    """0.1's positional ``top_k, target, method, recipe`` after the photos, with a
-    ``DeprecationWarning``; ``current`` holds the keyword values for those not given."""
-    names = ("top_k", "target", "method", "recipe")
-    if len(args) > len(names):
-        raise TypeError(f"localize() takes at most {2 + len(names)} positional arguments")
-    warnings.warn(f"localize(model, photos, {', '.join(names[:len(args)])}) by position is "
-                  "deprecated since 0.2.0; pass them by keyword (in the next release target "
-                  "becomes the third positional argument)", DeprecationWarning, stacklevel=3)
-    return tuple(args) + tuple(current[len(args):])
-
-
 def _photos_argument(photos: object, overrides: dict) -> object:
     """``photos``, or 0.1's ``images=`` keyword (taken out of ``overrides``, with a
     ``DeprecationWarning``)."""
     if "images" in overrides:
         warnings.warn("localize(images=...) is deprecated since 0.2.0; use photos=",
-                      DeprecationWarning, stacklevel=3)
+                      DeprecationWarning, stacklevel=4)  # caller, decorator, localize, here
         photos = overrides.pop("images")
     if photos is None:
         raise TypeError("localize() needs photos")

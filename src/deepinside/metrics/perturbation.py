@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .._lazy import deprecated_positional
 from ..engine import check_images, forward_logits, module_of
 from ..methods import get_method
 from ..methods._common import baseline_images, chunks, targets_and_logits
@@ -259,10 +260,12 @@ def _reinit(m: nn.Module, gen_seed: int) -> None:
                 p.normal_(0.0, 0.02) if p.dim() > 1 else p.zero_()
 
 
+@deprecated_positional(2, ("method", "target"),
+                       note="in the next release target becomes the third positional argument")
 def randomization_test(
     model: Classifier | nn.Module,
     images: Tensor,
-    *old_positional: object,
+    *,
     target: Target = None,
     method: str | Callable = "gradient",
     points: int = 8,
@@ -285,9 +288,6 @@ def randomization_test(
     Args:
         model: a :class:`Classifier` or an ``nn.Module`` returning logits ``Tensor[B, K]``.
         images: ``Tensor[B, C, H, W]``.
-        *old_positional: 0.1's positional ``method, target``: deprecated since 0.2.0 (a
-            ``DeprecationWarning``); pass them by keyword. In the next release ``target``
-            becomes the third positional argument, as in :func:`deepinside.saliency`.
         target: ``None`` (top-1 of the original model), an ``int``, or a sequence / Tensor.
         method: a registered method name or ``fn(model, images, target, **options)``.
         points: how many places in the cascade are measured (1: only fully randomised).
@@ -298,17 +298,14 @@ def randomization_test(
         original: the maps of the unchanged model for these targets, if already computed.
         **method_options: options of the method.
 
+    0.1's positional ``method, target`` after the images still work, with a
+    ``DeprecationWarning`` (since 0.2.0; a value also given by keyword is a ``TypeError``). In
+    the next release ``target`` becomes the third positional argument, as in
+    :func:`deepinside.saliency`.
+
     Returns:
         :class:`RandomizationResult`; ``.final`` is ``Tensor[B]`` for the fully random model.
     """
-    if old_positional:
-        if len(old_positional) > 2:
-            raise TypeError("randomization_test() takes at most 4 positional arguments")
-        warnings.warn("randomization_test(model, images, method, target) by position is "
-                      "deprecated since 0.2.0; pass method= and target= by keyword (in the next "
-                      "release target becomes the third positional argument)",
-                      DeprecationWarning, stacklevel=2)
-        method, target = (*old_positional, target)[:2]
     fn = get_method(method) if isinstance(method, str) else method
     if points < 1:
         raise ValueError("points must be at least 1")
