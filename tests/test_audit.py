@@ -134,6 +134,58 @@ def test_erase_drops_on_a_model_that_reads_a_corner():
         np.testing.assert_allclose([mixed_r[i], mixed_o[i]], [one_r[0], one_o[0]], atol=1e-6)
 
 
+def test_erase_drops_equal_the_three_rows_a_photo_computed_alone_and_skip_empty_masks(
+        monkeypatch):
+    """Against the check written out: per photo, the photo, its hot region less its boxes and
+    its boxes blurred (OpenCV's blur), three rows of one forward pass; an erasure whose mask is
+    empty (photo 1: its region lies in its box) is not run, and its drop is 0."""
+    import cv2
+    from models import tiny_classifier
+
+    import deepinside.engine
+    from deepinside.engine import forward_logits
+    from deepinside.images import model_batch
+
+    clf = tiny_classifier()
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 255, (hh, ww, 3), dtype=np.uint8))
+              for hh, ww in ((30, 40), (32, 32), (64, 50), (36, 36))]
+    cells = [np.zeros((4, 4), bool) for _ in photos]
+    cells[0][:2, :2] = cells[1][1:3, 1:3] = cells[2][2:, 2:] = True
+    cells[3][:] = True
+    boxes = [[(10.0, 8.0, 30.0, 22.0)], [(0.0, 0.0, 32.0, 32.0)], [(30.0, 40.0, 36.0, 52.0)],
+             [(2.0, 2.0, 6.0, 6.0), (20.0, 20.0, 30.0, 30.0)]]
+    labels = [0, 3, 5, 1]
+    blur = 0.2  # sigma 6.4 px on the 32 px input: 39 taps, the blur's matrix products
+    rows = []
+
+    def counted(model, images, **kw):
+        rows.append(len(images))
+        return forward_logits(model, images, **kw)
+
+    monkeypatch.setattr(deepinside.engine, "forward_logits", counted)
+    reg, obj = E.erase_drops(clf, photos, labels, cells, boxes, blur=blur, batch_size=3)
+    assert rows == [3 + 2 + 3, 1 + 1 + 1]  # photo 1's region row left out
+    monkeypatch.undo()
+    want_r, want_o = [], []
+    for p, c, b, lab in zip(photos, cells, boxes, labels):
+        x = model_batch(clf, [p], crop=False)
+        sigma = blur * 32
+        k = 2 * max(1, int(3 * sigma + 0.5)) + 1
+        soft = torch.from_numpy(cv2.GaussianBlur(x[0].permute(1, 2, 0).numpy(), (k, k), sigma,
+                                                 borderType=cv2.BORDER_REFLECT_101))
+        soft = soft.permute(2, 0, 1)[None]
+        r, o = E.erase_masks([c], [b], [p.size], (32, 32))
+        logits = forward_logits(clf, torch.cat([x, x * (1 - r) + soft * r,
+                                                x * (1 - o) + soft * o]))[:, lab].double()
+        want_r.append(float(logits[0] - logits[1]) if r.any() else 0.0)
+        want_o.append(float(logits[0] - logits[2]))
+    assert want_r[1] == 0.0 and reg[1] == 0.0
+    assert min(abs(v) for v in want_r[:1] + want_r[2:] + want_o) > 1e-4  # drops of 5e-4 to 0.08
+    np.testing.assert_allclose(reg, want_r, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(obj, want_o, rtol=1e-3, atol=1e-7)
+
+
 def test_audit_json_has_exactly_the_fields():
     rng = np.random.default_rng(0)
     lines = [line(f"s{i}", blob(0.9, 0.9) + 0.05 * rng.random((H, W)), (10, 10, 40, 40))

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from deepinside.filters import blur_each, gaussian_blur
+from deepinside.filters import WIDE, blur_each, gaussian_blur
 
 
-@pytest.mark.parametrize("sigma", [0.7, 2.0])
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 6.0])  # 6.0: 37 taps, the matrix products
 def test_gaussian_blur_equals_opencvs_with_the_same_kernel_and_reflect_padding(sigma):
     x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     r = max(1, int(3.0 * sigma + 0.5))
+    assert (2 * r + 1 >= WIDE) == (sigma == 6.0)
     ours = gaussian_blur(x, sigma)
     for b in range(2):
         img = x[b].permute(1, 2, 0).numpy()
@@ -30,6 +31,8 @@ def test_zero_sigma_is_a_copy_a_constant_is_unchanged_and_it_is_differentiable()
     torch.testing.assert_close(gaussian_blur(c, 5.0), c)  # radius clipped to the side, sum 1
     gaussian_blur(x, 1.0).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+    wide = torch.rand(1, 2, 40, 40, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda v: gaussian_blur(v, 6.0), (wide,))  # the matrix products
 
 
 def test_blur_each_is_the_gaussian_blur_of_each_image_with_its_own_sigma():

@@ -5,7 +5,9 @@ replaced by the same photo blurred with a Gaussian of standard deviation :data:`
 input's larger side (heavy enough that a small stamp or a watermark is gone, while the colours
 stay those of the photo: no grey patch, which would be evidence of its own). The drop of the
 class's logit (``forward_logits``, through the engine) is reported for two erasures of each
-photo: the cluster's hot region less the object's boxes, and the object's boxes.
+photo: the cluster's hot region less the object's boxes, and the object's boxes. The photo and
+its two erasures share a forward pass (with other photos'); an erasure whose mask is empty (a
+hot region inside the boxes) is not run: its drop is 0.
 """
 
 from __future__ import annotations
@@ -88,14 +90,19 @@ def erase_drops(model, photos: Sequence, labels: Sequence[int], regions: Sequenc
         soft = gaussian_blur(x, blur * max(h, w))
         reg, obj = (m.to(x.device, x.dtype) for m in erase_masks(
             regions[start:end], boxes[start:end], [p.size for p in chunk], (h, w)))
-        batch = torch.cat([x, x * (1 - reg) + soft * reg, x * (1 - obj) + soft * obj])
-        n = len(chunk)
-        rows = torch.arange(3 * n) % n
-        cls = torch.as_tensor(list(labels[start:end]))[rows].to(x.device)
-        logits = forward_logits(model, batch).gather(1, cls[:, None])[:, 0]
-        logits = logits.double().cpu().numpy()
-        region_drops.append(logits[:n] - logits[n:2 * n])
-        object_drops.append(logits[:n] - logits[2 * n:])
+        # an empty mask erases nothing: its drop is 0, and its photo is not run again
+        has_r, has_o = (m.flatten(1).amax(1) > 0 for m in (reg, obj))
+        batch = torch.cat([x, (x * (1 - reg) + soft * reg)[has_r],
+                           (x * (1 - obj) + soft * obj)[has_o]])
+        lab = torch.as_tensor(list(labels[start:end]), device=x.device)
+        cls = torch.cat([lab, lab[has_r], lab[has_o]])
+        logits = forward_logits(model, batch).gather(1, cls[:, None])[:, 0].double().cpu()
+        n, nr = len(chunk), int(has_r.sum())
+        for drops, has, erased in ((region_drops, has_r, logits[n:n + nr]),
+                                   (object_drops, has_o, logits[n + nr:])):
+            d = torch.zeros(n, dtype=torch.float64)
+            d[has.cpu()] = logits[:n][has.cpu()] - erased
+            drops.append(d.numpy())
     if not region_drops:
         return np.zeros(0), np.zeros(0)
     return np.concatenate(region_drops), np.concatenate(object_drops)
