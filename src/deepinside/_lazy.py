@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Callable]:
@@ -54,7 +56,7 @@ def deprecated_names(package: str, moved: dict[str, str], since: str = "0.2.0") 
 
 
 def deprecated_positional(after: int, names: tuple[str, ...], since: str = "0.2.0",
-                          note: str = "") -> Callable[[Callable], Callable]:
+                          note: str = "") -> Callable[[F], F]:
     """Decorator: 0.1's positional arguments past the first ``after`` are mapped onto the
     keyword-only parameters ``names`` (in that order) for one release, with a
     ``DeprecationWarning``. As Python itself does, a value given both by position and by keyword
@@ -70,7 +72,7 @@ def deprecated_positional(after: int, names: tuple[str, ...], since: str = "0.2.
     import inspect
     import warnings
 
-    def wrap(fn: Callable) -> Callable:
+    def wrap(fn: F) -> F:
         leading = list(inspect.signature(fn).parameters)[:after]
 
         @functools.wraps(fn)
@@ -91,6 +93,6 @@ def deprecated_positional(after: int, names: tuple[str, ...], since: str = "0.2.
                           stacklevel=2)
             return fn(*args[:after], **kwargs, **dict(zip(given, extra)))
 
-        return call
+        return cast(F, call)  # type checkers see the new, keyword-only signature
 
     return wrap
