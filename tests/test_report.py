@@ -124,6 +124,15 @@ def test_report_numbers_are_evaluate_localization_s_and_a_rerun_reuses(tmp_path,
 
     assert not s["methods"].get("reused") and untimed(s["methods"]["rows"]) == untimed(rows)
     check_page(out)
+    # a finished metrics run shown instead: only the metrics section is computed again, and a
+    # run inside the report's folder is named as the page links it
+    shown = paper_report(lite0, out, records=records, dataset=str(root), quick=True,
+                         say=lambda m: None, metrics_run=run)["sections"]
+    assert all(shown[k].get("reused") for k in ("class_models", "saliency", "deconvnet",
+                                                 "localization", "methods"))
+    assert not shown["metrics"].get("reused")
+    assert {k: v for k, v in shown["metrics"].items() if k != "seconds"} == {
+        k: v for k, v in metrics.items() if k != "seconds"}
 
 
 def test_page_renders_every_section_from_report_json():

@@ -112,6 +112,7 @@ def paper_report(
         photos = demo_photos()
     ctx = sections.Context(classifier, out, records, photos, quick, say,
                            Path(metrics_run) if metrics_run is not None else None)
+    from ..classmodel import mode_defaults
     from ..evaluate.runner import weights_hash
 
     pre = getattr(classifier, "preprocessing", None)
@@ -119,8 +120,11 @@ def paper_report(
               "weights_sha256": weights_hash(classifier.module),
               "preprocessing": repr(pre),
               "photos": [r.key for r in records] if records is not None else "demo",
-              "quick": quick, "version": _versions()["deepinside"],
-              "metrics_run": str(metrics_run) if metrics_run is not None else None}
+              "quick": quick, "version": _versions()["deepinside"]}
+    # what only one section depends on is in that section's key alone, so that another
+    # metrics run re-renders the report instead of recomputing it
+    only = {"metrics": {"metrics_run": str(metrics_run) if metrics_run is not None else None},
+            "class_models": {"defaults": repr(mode_defaults("lucid"))}}
     report: dict = {
         "title": "Deep Inside Convolutional Networks, regenerated",
         "paper": "Simonyan, Vedaldi & Zisserman 2013, https://arxiv.org/abs/1312.6034",
@@ -131,7 +135,8 @@ def paper_report(
     for i, (key, title, fn) in enumerate(SECTIONS, start=1):
         say(f"[{i}/{len(SECTIONS)}] {title}")
         report["sections"][key] = sections.cached(
-            out / "cache" / f"{key}.json", config, lambda fn=fn: _timed(fn, ctx), ctx.figures)
+            out / "cache" / f"{key}.json", {**config, **only.get(key, {})},
+            lambda fn=fn: _timed(fn, ctx), ctx.figures)
     loc = report["sections"]["localization"].get("table", {}).get("paper")
     if loc:
         report["accuracy"] = {"top1": loc["top1_cls_acc"], "top5": loc["top5_cls_acc"]}

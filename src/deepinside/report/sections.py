@@ -290,8 +290,11 @@ def metrics_comparison(ctx: Context) -> dict:
     from deepinside.methods import method_names
 
     if ctx.metrics_run is not None:
-        summary = json.loads((Path(ctx.metrics_run) / "summary.json").read_text())
-        return metrics_section(summary, str(ctx.metrics_run))
+        run = Path(ctx.metrics_run)
+        summary = json.loads((run / "summary.json").read_text())
+        inside = run.resolve().is_relative_to(ctx.out.resolve())  # shown as the page links it
+        return metrics_section(summary, run.resolve().relative_to(ctx.out.resolve()).as_posix()
+                               if inside else str(run))
     if ctx.records is None:
         return {"skipped": "no dataset with labels and boxes (--dataset): the metrics explain "
                            "the true class and the localisation ones need ground-truth boxes"}
