@@ -103,22 +103,6 @@ def add_sign_args(p: argparse.ArgumentParser) -> None:
                    help="one colour scale for every map drawn (default: one per map)")
 
 
-def sign_of(method: str, sign: str) -> str:
-    """``sign``, or for ``auto`` the method's :attr:`~deepinside.methods.MethodInfo.default_sign`
-    (``all`` if it is signed, ``absolute`` if not)."""
-    from ..methods import list_methods
-
-    return list_methods()[method].default_sign if sign == "auto" else sign
-
-
-def signed_options(method: str, sign: str) -> dict:
-    """The options that keep a signed method's sign when it is drawn in ``sign``
-    (:meth:`~deepinside.methods.MethodInfo.sign_options`)."""
-    from ..methods import list_methods
-
-    return list_methods()[method].sign_options(sign)
-
-
 # ----------------------------------------------------------------------------- model, names
 
 

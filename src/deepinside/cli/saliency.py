@@ -20,8 +20,6 @@ from .common import (
     output_dir,
     photo_batches,
     progress,
-    sign_of,
-    signed_options,
     target_from_args,
 )
 
@@ -81,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from torch import Tensor
 
-    from ..methods import get_method
+    from ..methods import get_method, list_methods
     from ..photomaps import photo_maps
     from ..targets import is_top_k
 
     method = lookup(get_method, args.method)
-    sign = sign_of(args.method, args.sign)
-    options = signed_options(args.method, sign)  # keep the sign where the method has one
+    info = list_methods()[args.method]
+    sign = info.default_sign if args.sign == "auto" else args.sign
+    options = info.sign_options(sign)  # keep the sign where the method has one
     out = output_dir(args.out)
     clf = model_from_args(args)
     target = target_from_args(clf, args.target)
