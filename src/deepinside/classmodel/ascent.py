@@ -490,6 +490,12 @@ def _center_window(hw: tuple[int, int], t: float, dev, dt) -> Tensor:
     return torch.sigmoid((r - torch.sqrt(x * x + y * y)) / 0.08)[None, None]
 
 
+def _windowed(img: Tensor, window: Tensor | None) -> Tensor:
+    """``img`` (in [0, 1]) faded to grey outside ``window`` (:func:`_center_window`; ``None``:
+    unchanged)."""
+    return img if window is None else 0.5 + window * (img - 0.5)
+
+
 def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, snaps, history,
                progress):
     """Lucid-style mode: Fourier + decorrelated colour, random transforms, octaves, Adam."""
@@ -530,7 +536,7 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
         z = logits(masks[octave])
         window = (_center_window(hw, step / center_steps, dev, dt)
                   if center_share > 0 and step < center_steps else None)
-        img = torch.sigmoid(z) if window is None else 0.5 + window * (torch.sigmoid(z) - 0.5)
+        img = _windowed(torch.sigmoid(z), window)
         batch = random_transform(img.repeat(copies, 1, 1, 1), g, noise_g, out_size=inputs[octave],
                                  **tf)
         s, shown = score((batch - mean) / std)
@@ -543,9 +549,7 @@ def _run_lucid(score, net, n, hw, o, g, noise_g, mean, std, dev, dt, snap_at, sn
         history.append(shown.detach().view(copies, n).mean(0))
         if step + 1 in snap_at:
             with torch.no_grad():
-                shot = torch.sigmoid(logits(masks[octave]))
-                if window is not None:
-                    shot = 0.5 + window * (shot - 0.5)
+                shot = _windowed(torch.sigmoid(logits(masks[octave])), window)
                 snaps.append(shot.float().cpu())
         if progress is not None:
             progress(1)
