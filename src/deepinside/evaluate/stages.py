@@ -280,11 +280,11 @@ def score_metrics(model: Classifier, records: Sequence[Record], photos: Sequence
         ms = 1000.0 * (time.perf_counter() - t0) / len(want)
         scores: dict[str, list[float]] = {}
         metric_ms: dict[str, float] = {}
+        bx = [on_input[i] for i in want]
         for name in metrics:
             t0 = time.perf_counter()
             info = infos[name]
             opts: dict = {"method": method} if "method" in info.needs else {}
-            bx = [on_input[i] for i in want]
             if "seed" in inspect.signature(info.fn).parameters:
                 scores[name] = [float(info.fn(
                     model, xs[j:j + 1], maps[j:j + 1], ts[j:j + 1], seed=photo_seed(
