@@ -192,3 +192,28 @@ def test_the_methods_grid_draws_an_unsigned_method_absolute_and_says_so(tmp_path
     assert (gxi < 0).any()  # reduce="sum": the sign kept, not the default sum of magnitudes
     assert auto == {"gradient": "absolute", "gradcam": "absolute", "gradient_x_input": "all",
                     "occlusion": "all"}
+
+
+def test_demo_sign_and_shared_scale_reach_the_methods_grid(tmp_path, monkeypatch):
+    """``deepinside demo --sign positive --shared-scale``: the methods grid draws in that sign
+    on one scale (the other figures are left out here: only the flags' path is checked)."""
+    from models import tiny_classifier
+
+    import deepinside.cli.classmodel
+    import deepinside.cli.demo
+    import deepinside.cli.localize
+    import deepinside.methods
+    import deepinside.render
+
+    calls = []
+    monkeypatch.setattr(deepinside.cli.demo, "model_from_args", lambda args: tiny_classifier())
+    for other in (deepinside.cli.classmodel, deepinside.cli.localize):
+        monkeypatch.setattr(other, "demo", lambda ctx: [])
+    monkeypatch.setattr(deepinside.methods, "method_names", lambda: ("gradient_x_input",))
+    monkeypatch.setattr(deepinside.render, "save_map_grid",
+                        lambda path, photo, panels, **kw: calls.append((panels, kw)) or path)
+    assert main(["demo", "--out", str(tmp_path), "--sign", "positive", "--shared-scale"]) == 0
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    (signed, kw), (auto, kw_auto) = calls
+    assert [s for _, _, s in signed] == ["positive"] and kw["shared_scale"] is True
+    assert [s for _, _, s in auto] == ["all"] and kw_auto["shared_scale"] is False

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images import demo_photos
-from .common import add_model_args, model_from_args, output_dir
+from .common import add_model_args, add_sign_args, model_from_args, output_dir
 
 __all__ = ["DemoContext", "demo_photos", "register"]
 
@@ -24,6 +24,8 @@ class DemoContext:
     photos: list  # (name, PIL image)
     out: Path
     notes: list[str] = field(default_factory=list)
+    sign: str = "auto"  # --sign: how signed maps are drawn
+    shared_scale: bool = False  # --shared-scale: one colour scale for every map of a figure
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run everything on photos that ship with installed packages")
     add_model_args(p)
     p.add_argument("--out", "-o", default="deepinside-demo", help="output directory")
+    add_sign_args(p)
     p.set_defaults(func=run)
 
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         titles.append([name, "saliency |dS_c/dI| (max over RGB)", f"overlay: {clf.short_name(t)}"])
         labels.append("top-5:\n" + "\n".join(f"{r['prob']:.2f} {r['name'][:22]}" for r in top))
     written = [save_figure(rows, out / "saliency.png", titles, labels)]
-    ctx = DemoContext(clf, photos, out)
+    ctx = DemoContext(clf, photos, out, sign=args.sign, shared_scale=args.shared_scale)
     for mod in command_modules():
         fn = getattr(mod, "demo", None)
         if fn is not None:

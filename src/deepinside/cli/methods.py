@@ -39,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
+def demo(ctx, sign: str | None = None, shared_scale: bool | None = None) -> list[Path]:
     """One photo, every method in a grid with colour bars (``methods.png``).
 
-    Signed methods are drawn on a diverging colour map centred on 0 (``sign="auto"``), the
-    others as magnitudes; each panel has its own scale unless ``shared_scale``. A method
+    ``sign`` and ``shared_scale`` default to the context's (``deepinside demo --sign ...
+    --shared-scale``). Signed methods are drawn on a diverging colour map centred on 0
+    (``sign="auto"``), the others as magnitudes; each panel has its own scale unless
+    ``shared_scale``. A method
     whose map has no such sign (:attr:`~deepinside.methods.MethodInfo.signs`: a map of
     magnitudes has no negative part) is drawn at its
     :attr:`~deepinside.methods.MethodInfo.default_sign` instead, and its panel's title says
@@ -53,6 +55,8 @@ def demo(ctx, sign: str = "auto", shared_scale: bool = False) -> list[Path]:
     from ..photomaps import photo_maps
     from ..render import save_map_grid
 
+    sign = ctx.sign if sign is None else sign
+    shared_scale = ctx.shared_scale if shared_scale is None else shared_scale
     name, photo = ctx.photos[0]
     infos = list_methods()
     names = method_names()
