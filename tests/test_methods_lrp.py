@@ -3,6 +3,8 @@ module patched."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from models import ACTS, ORIGINAL_RELU, BiasFreeNet
@@ -39,7 +41,9 @@ def _zennit(model, x, t, composite):
 
 def _assert_conserves(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
     """LRP-epsilon's map of ``net`` (bias-free) sums to the target's logit, and a photo alone
-    equals it in the batch."""
+    equals it in the batch; in float64 (a copy of the net), so that float32's rounding in the
+    sums is not what is measured."""
+    net, x = copy.deepcopy(net).double(), x.double()
     logits = deepinside.forward_logits(net, x, fast=False)
     r = deepinside.get_method("lrp")(net, x, t, composite="epsilon")
     torch.testing.assert_close(r.sum(dim=(1, 2)), logits[torch.arange(len(x)), t], rtol=1e-4,
@@ -126,7 +130,10 @@ class _TinyTransformer(nn.Module):
         self.fc1, self.fc2 = nn.Linear(8, 16, bias=False), nn.Linear(16, 8, bias=False)
         self.norm = nn.LayerNorm(8, bias=False)
         self.head = nn.Linear(8, 5, bias=False)
-        with torch.no_grad():
+        with torch.no_grad():  # every weight from the seeded generator, not the global one
+            for m in (self.embed, self.qkv, self.proj, self.fc1, self.fc2, self.head):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * fan_in ** -0.5)
             for m in (self.norm1, self.norm2, self.norm):
                 m.weight.copy_(torch.rand(8, generator=g) + 0.5)
 
@@ -196,29 +203,32 @@ def test_attention_with_fixed_weights_computes_what_sdpa_computes():
 
 
 class _NormNet(nn.Module):
-    """conv - GroupNorm or RMSNorm - ReLU - mean - linear, no biases (the group norm's shift
-    zero), so the epsilon rule must conserve relevance with the norm's divisor held constant."""
+    """conv - GroupNorm, RMSNorm or InstanceNorm2d - ReLU - mean - linear, no biases (the
+    norm's shift zero), so the epsilon rule must conserve relevance with the norm's divisor
+    held constant."""
 
     def __init__(self, norm: str) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(0)
         self.conv = nn.Conv2d(3, 6, 3, padding=1, bias=False)
-        self.norm = nn.GroupNorm(2, 6) if norm == "group" else nn.RMSNorm([6, 8, 8])
+        self.norm = {"group": lambda: nn.GroupNorm(2, 6), "rms": lambda: nn.RMSNorm([6, 8, 8]),
+                     "instance": lambda: nn.InstanceNorm2d(6, affine=True)}[norm]()
         self.fc = nn.Linear(6, 4, bias=False)
         with torch.no_grad():
             for p in (self.conv.weight, self.fc.weight):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
             self.norm.weight.copy_(torch.rand(self.norm.weight.shape, generator=g) + 0.5)
-            if norm == "group":
+            if norm != "rms":
                 self.norm.bias.zero_()
 
     def forward(self, x):
         return self.fc(nn.functional.relu(self.norm(self.conv(x))).mean(dim=(2, 3)))
 
 
-@pytest.mark.parametrize("norm", ["group", "rms"])
-def test_lrp_holds_the_divisor_of_group_and_rms_norms_constant(norm):
-    """The LN-rule (Ali et al. 2022) for nn.GroupNorm and nn.RMSNorm: the forward pass is the
+@pytest.mark.parametrize("norm", ["group", "rms", "instance"])
+def test_lrp_holds_the_divisor_of_group_rms_and_instance_norms_constant(norm):
+    """The LN-rule (Ali et al. 2022) for nn.GroupNorm, nn.RMSNorm and nn.InstanceNorm2d: the
+    forward pass is the
     plain one, the map sums to the logit, a photo alone equals it in the batch. The plain
     gradient of a norm is zero along its input (scale-invariant), so without the rule the map
     of the RMS norm sums to 0, the group norm's to little."""
@@ -230,6 +240,35 @@ def test_lrp_holds_the_divisor_of_group_and_rms_norms_constant(norm):
     with lrp_rules("epsilon"):
         torch.testing.assert_close(net(x.clone().requires_grad_(True)), logits)
     _assert_conserves(net, x, logits.argmax(dim=1))
+
+
+def test_lrp_passes_an_instance_norm_with_running_statistics_as_a_batch_norm():
+    """nn.InstanceNorm2d(track_running_stats=True) in eval is an affine map per channel: the
+    forward pass under the rules is the plain one and the relevance passes it unchanged, as
+    through an unfolded batch norm with the same statistics (the two maps are equal)."""
+    from deepinside.methods.lrp import lrp_rules
+
+    def net(norm: nn.Module) -> nn.Module:
+        torch.manual_seed(0)
+        conv, fc = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.Linear(6, 4, bias=False)
+        with torch.no_grad():
+            norm.running_mean.copy_(torch.randn(6))
+            norm.running_var.copy_(torch.rand(6) + 0.5)
+            norm.weight.copy_(torch.rand(6) + 0.5)
+            norm.bias.copy_(torch.randn(6))
+        return nn.Sequential(conv, norm, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             fc).eval()
+
+    inst = net(nn.InstanceNorm2d(6, affine=True, track_running_stats=True))
+    bn = net(nn.BatchNorm2d(6))
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(1))
+    logits = deepinside.forward_logits(inst, x, fast=False)
+    torch.testing.assert_close(logits, deepinside.forward_logits(bn, x, fast=False))
+    with lrp_rules("epsilon"):
+        torch.testing.assert_close(inst(x.clone().requires_grad_(True)), logits)
+    lrp = deepinside.get_method("lrp")
+    torch.testing.assert_close(lrp(inst, x, 1, composite="epsilon", fast=False),
+                               lrp(bn, x, 1, composite="epsilon", fast=False))
 
 
 class _InPlaceAdds(nn.Module):

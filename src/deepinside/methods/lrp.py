@@ -31,8 +31,10 @@ Transformers and ConvNeXt (Ali et al. 2022, "XAI for Transformers: Better Explan
 through Conservative Propagation", https://arxiv.org/abs/2202.07304): a layer norm is
 propagated with its standard deviation held constant (the LN-rule: the epsilon rule through
 the centring, which conserves; the plain gradient of a layer norm sums to zero along
-constants and removed the whole relevance), a group norm with each group's, an RMS norm with
-its root mean square (the relevance then passes unchanged), and the attention weights of
+constants and removed the whole relevance), a group norm with each group's, an instance
+norm with each image's and channel's (one from running statistics is an affine map per
+channel and passes the relevance as batch norm does), an RMS norm with its root mean square
+(the relevance then passes unchanged), and the attention weights of
 ``scaled_dot_product_attention`` or of a ``softmax`` are held constant (the AH-rule: the
 relevance flows through the values). An activation plus a constant (a position embedding) is
 split like a skip connection, the constant's share absorbed as a bias's. zennit has no rule for
@@ -163,6 +165,18 @@ def _rms_norm_fixed_scale(x: Tensor, shape, weight: Tensor | None,
                    weight, None)
 
 
+def _instance_norm_fixed_scale(x: Tensor, running_mean=None, running_var=None,
+                               weight: Tensor | None = None, bias: Tensor | None = None,
+                               use_input_stats: bool | None = None, momentum=None,
+                               eps: float | None = None) -> Tensor:
+    """``F.instance_norm`` of ``x: Tensor[N, C, *]`` from the input's statistics, with each
+    channel's standard deviation held constant (the LN-rule per image and channel; a group
+    norm with one channel per group). With running statistics it is not called: that norm is
+    an affine map per channel, passed as batch norm is."""
+    y = _fixed_divisor(x, tuple(range(2, x.dim())), 1e-5 if eps is None else eps, centre=True)
+    return _affine(y, weight, bias, (1, -1) + (1,) * (x.dim() - 2))
+
+
 # Normalisations propagated with their divisor held constant (the LN-rule): the names of
 # their arguments, and the linear map they are then.
 _NORMS: dict[Callable, tuple[tuple[str, ...], Callable[..., Tensor]]] = {
@@ -170,7 +184,17 @@ _NORMS: dict[Callable, tuple[tuple[str, ...], Callable[..., Tensor]]] = {
                    _layer_norm_fixed_scale),
     F.group_norm: (("input", "num_groups", "weight", "bias", "eps"), _group_norm_fixed_scale),
     F.rms_norm: (("input", "normalized_shape", "weight", "eps"), _rms_norm_fixed_scale),
+    F.instance_norm: (("input", "running_mean", "running_var", "weight", "bias",
+                       "use_input_stats", "momentum", "eps"), _instance_norm_fixed_scale),
 }
+
+
+def _running_stats(func: Callable, args: tuple, kwargs: dict) -> bool:
+    """Whether ``func(*args, **kwargs)`` is an instance norm from running statistics (eval,
+    ``track_running_stats``): an affine map per channel, as batch norm in eval."""
+    if func is not F.instance_norm:
+        return False
+    return _args(args, kwargs, _NORMS[func][0])[0][5] is False
 
 
 def _attention_fixed_weights(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
@@ -367,7 +391,8 @@ class _LRPMode(TorchFunctionMode):
                     z = _Norm.apply(torch.add, self, self.opts["stabilizer"], a_, c_)
                     with self.bypassed():
                         return a.copy_(z)
-        if func in _NORMS:  # the LN-rule: a linear map with the divisor held constant
+        if func in _NORMS and not _running_stats(func, args, kwargs):
+            # the LN-rule: a linear map with the divisor held constant
             names, fixed = _NORMS[func]
             (x, *params), _ = _args(args, kwargs, names)
             return _Norm.apply(lambda x_: fixed(x_, *params), self, self.opts["stabilizer"], x)
@@ -386,7 +411,8 @@ class _LRPMode(TorchFunctionMode):
                 func in (torch.mean, Tensor.mean) and x.requires_grad and x.dim() == 4):
             return _Norm.apply(lambda x_: func(x_, *tail, **rest), self,
                                self.opts["stabilizer"], x)
-        if func is F.batch_norm or (func in _ACTIVATIONS and not kwargs.get("inplace")):
+        if func in (F.batch_norm, F.instance_norm) or (func in _ACTIVATIONS
+                                                       and not kwargs.get("inplace")):
             return _Pass.apply(x, lambda x_: func(x_, *tail, **rest), False)
         parsed = _parse(func, args, kwargs)
         if parsed is not None:
