@@ -97,6 +97,17 @@ def test_module_entry_point():
     assert r.stdout.startswith("deepinside ")
 
 
+def test_a_reader_that_goes_away_is_no_traceback():
+    """``deepinside methods | head -1``: the pipe closes before the output is written; as for
+    other Unix tools, nothing on stderr and the status of a command stopped by SIGPIPE."""
+    p = subprocess.Popen([sys.executable, "-m", "deepinside", "methods", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the interpreter has even started: every write meets EPIPE
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 141 and err == ""
+
+
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0

@@ -52,13 +52,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, not at the interpreter's exit
+        return status
     except CLIError as e:
         print(f"deepinside: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepinside: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deepinside classify ... --json | head`: the reader went away
+        _discard_stdout()
+        return 141  # what a shell reports for a command stopped by SIGPIPE (128 + 13)
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device, so that the interpreter's last flush of what
+    is still buffered for a closed pipe raises nothing (Python's ``signal`` docs, on SIGPIPE)."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced (tests) or closed: nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":
