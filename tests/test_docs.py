@@ -59,9 +59,11 @@ def doc_commands(text: str) -> list[tuple[int, str]]:
             continue
         if lang is not None:
             j = i
-            while line.rstrip().endswith("\\") and j + 1 < len(lines):
+            # continued with a backslash, or a synopsis going on indented: `    [--opt X]`
+            while j + 1 < len(lines) and (line.rstrip().endswith("\\")
+                                          or re.match(r"\s+[\[-]", lines[j + 1])):
                 j += 1
-                line = line.rstrip()[:-1] + " " + lines[j]
+                line = line.rstrip().rstrip("\\") + " " + lines[j]
             if lang in SHELL:
                 out += [(i + 1, m.group(1)) for m in COMMAND.finditer(line.split(" #")[0])]
             i = j + 1
@@ -83,20 +85,52 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
+def _shown_default_problem(shown: str, action: argparse.Action) -> str | None:
+    """``[--opt SHOWN]`` in a synopsis: SHOWN is a metavar (``M``, ``H1,H2``) or choices
+    (``a|b``), else the default, which must be the option's."""
+    if "|" in shown or "..." in shown or re.fullmatch(r"[A-Z][A-Z0-9_,]*", shown):
+        return None
+    default = action.default
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            same = float(shown) == float(default)
+        except ValueError:
+            same = False
+    else:
+        same = shown == str(default)
+    return None if same else f"{action.option_strings[0]} {shown}: the default is {default!r}"
+
+
+def _leaf_problems(words: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    problems = []
+    for i, word in enumerate(words):
+        flag = word.strip("[]").split("=")[0]
+        if not FLAG.fullmatch(flag):
+            continue
+        action = parser._option_string_actions.get(flag)
+        if action is None:
+            problems.append(flag)
+        elif word.startswith("[") and not word.endswith("]") and i + 1 < len(words) \
+                and words[i + 1].endswith("]"):
+            problem = _shown_default_problem(words[i + 1].rstrip("]"), action)
+            problems += [problem] if problem else []
+    return problems
+
+
 def unknown_flags(words: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """What of ``deepinside WORDS`` the parser does not know: a subcommand (``a|b``: each of
-    them; ``...``: any of them), or an option of the (sub)subcommand. ``[--opt X]`` synopses
-    are read as ``--opt X``."""
-    words = [w.strip("[]") for w in words]
+    them; ``...``: any of them), or an option of the (sub)subcommand; and in a synopsis
+    ``[--opt VALUE]``, a VALUE that is not the option's default."""
+    names = [w.strip("[]") for w in words]
     subs = _subcommands(parser)
-    flags = [w.split("=")[0] for w in words if FLAG.fullmatch(w.split("=")[0])]
-    if not words or not subs or words[0].startswith("-"):
-        return [f for f in flags if f not in parser._option_string_actions]
-    if words[0] == "...":
+    if not names or not subs or names[0].startswith("-"):
+        return _leaf_problems(words, parser)
+    if names[0] == "...":
+        flags = [w.split("=")[0] for w in names if FLAG.fullmatch(w.split("=")[0])]
         return [f"... {f}" for f in flags
                 if not any(f in p._option_string_actions for p in subs.values())]
     problems = []
-    for name in words[0].split("|"):
+    for name in names[0].split("|"):
         if name not in subs:
             problems.append(f"no subcommand {name!r}")
         else:
@@ -111,7 +145,7 @@ def doc_flag_problems(text: str, parser: argparse.ArgumentParser) -> list[str]:
             words = shlex.split(command)
         except ValueError:  # an unbalanced quote in prose
             words = command.split()
-        problems += [f"line {line}: deepinside {command.strip()}: {p}"
+        problems += [f"line {line}: deepinside {' '.join(command.split())}: {p}"
                      for p in unknown_flags(words, parser)]
     return problems
 
@@ -121,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
-def test_every_subcommand_flag_the_docs_write_exists(parser):
+def test_every_subcommand_flag_the_docs_write_exists_with_its_default(parser):
     found, problems = 0, []
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
@@ -139,17 +173,21 @@ def test_the_flag_check_catches_what_does_not_exist(parser):
         "    --no-such-flag 3 --out runs/x   # and --also-not-checked in a comment",
         "deepinside explain photo.jpg",
         "deepinside evaluate localization|compare ... --backend ray",
-        "deepinside serve [--port 8000] [--tokens T]",
+        "deepinside serve [--port 8000] [--tokens T] [--queue 32] [--timeout 30]",
+        "                 [--host 127.0.0.1] [--max-body 10485760] [--amp float16|bfloat16]",
         "```",
         "```python",
         "from deepinside import saliency  # deepinside saliency --not-shell",
         "```",
     ])
+    serve = ("serve [--port 8000] [--tokens T] [--queue 32] [--timeout 30] "
+             "[--host 127.0.0.1] [--max-body 10485760] [--amp float16|bfloat16]")
     assert doc_flag_problems(text, parser) == [
-        "line 3: deepinside evaluate compare -d data -n 4      --no-such-flag 3 --out runs/x: "
+        "line 3: deepinside evaluate compare -d data -n 4 --no-such-flag 3 --out runs/x: "
         "evaluate compare --no-such-flag",
         "line 5: deepinside explain photo.jpg: no subcommand 'explain'",
-        "line 7: deepinside serve [--port 8000] [--tokens T]: serve --tokens",
+        f"line 7: deepinside {serve}: serve --tokens",
+        f"line 7: deepinside {serve}: serve --timeout 30: the default is 60.0",
     ]
 
 
