@@ -195,6 +195,28 @@ def test_the_flag_check_catches_what_does_not_exist(parser):
 # The README's Python
 
 
+def test_every_python_block_of_the_docs_parses_and_its_imports_resolve():
+    problems, imports = [], 0
+    for doc in DOCS:
+        for lang, start, code in fenced_blocks(doc.read_text(encoding="utf-8")):
+            if lang != "python":
+                continue
+            where = f"{doc.relative_to(REPO)}:{start}"
+            try:
+                tree = ast.parse(code)
+            except SyntaxError as e:
+                problems.append(f"{where}: {e}")
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    imports += 1
+                    try:
+                        exec(compile(ast.Module([node], []), where, "exec"), {})
+                    except ImportError as e:
+                        problems.append(f"{where}: {ast.unparse(node)}: {e}")
+    assert imports > 10 and not problems, "\n".join(problems)
+
+
 class _Steps(ast.NodeTransformer):
     """``class_model(...)`` / ``visualize(...)`` without ``steps=`` get ``steps=2`` (their
     defaults take minutes on a CPU; the shapes do not depend on the steps)."""
