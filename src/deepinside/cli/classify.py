@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="top-k classes of photos")
     p.add_argument("images", nargs="+", help="files, directories or glob patterns")
     add_model_args(p)
-    p.add_argument("--top-k", "-k", type=positive_int, default=5)
+    p.add_argument("--top-k", "-k", type=positive_int, default=5,
+                   help="classes per photo, best first (default 5)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     add_batch_size(p)
     p.set_defaults(func=run)

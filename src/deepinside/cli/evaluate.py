@@ -236,10 +236,11 @@ def _register_compare(evaluate_subparsers) -> None:
                    help="use the first N photos only")
     add_model_args(p)
     add_batch_size(p)
-    p.add_argument("--steps", type=positive_int, default=16, help="deletion / insertion steps")
+    p.add_argument("--steps", type=positive_int, default=16,
+                   help="deletion / insertion steps (default 16)")
     p.add_argument("--recipe", "-r", default="gradcam-30",
                    help="localisation recipe whose segmentation makes the boxes "
-                        "(default: threshold at 30%% of the range, largest component)")
+                        "(default gradcam-30: threshold at 30%% of the range, largest component)")
     p.add_argument("--smooth", type=float, default=0.04,
                    help="blur every map before segmenting it, sigma as a fraction of the "
                         "photo's side (default 0.04)")
