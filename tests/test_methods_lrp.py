@@ -325,3 +325,49 @@ def test_lrp_keeps_an_in_place_addition_in_place(how):
     with torch.no_grad():
         net.pos.zero_()
     _assert_conserves(net, x, t)
+
+
+class _TokenMLP(nn.Module):
+    """Patches to tokens ``Tensor[B, N, C]``, a linear layer on the tokens (its bias zero, so
+    that the map conserves the logit) and a ReLU (``how``: a module in place,
+    ``F.relu(inplace=True)``, ``relu_``, out of place), the tokens averaged, a bias-free head:
+    a ViT's MLP in small."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.embed = nn.Conv2d(3, 8, 4, stride=4, bias=False)
+        self.fc = nn.Linear(8, 8)  # with a bias, F.linear on tokens returns a view
+        nn.init.zeros_(self.fc.bias)
+        self.act = nn.ReLU(inplace=how == "module")
+        self.head = nn.Linear(8, 3, bias=False)
+
+    def forward(self, x):
+        h = self.fc(self.embed(x).flatten(2).transpose(1, 2))
+        if self.how == "functional":
+            h = nn.functional.relu(h, inplace=True)
+        elif self.how == "relu_":
+            h = h.relu_()
+        else:
+            h = self.act(h)
+        return self.head(h.mean(dim=1))
+
+
+@pytest.mark.parametrize("how", ["module", "functional", "relu_"])
+def test_lrp_takes_an_in_place_activation_after_a_linear_layer_on_tokens(how):
+    """F.linear with a bias on tokens returns a view, which an in-place ReLU may not modify under a
+    custom autograd function: the rules hand over a tensor of their own. With trainable
+    weights (the user's model as built) and without the private copy (where the module's
+    ``inplace`` flag stays on), the map is that of the out-of-place network and sums to the
+    logit."""
+    torch.manual_seed(0)
+    net, plain = _TokenMLP(how), _TokenMLP("plain")
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn((2, 3, 16, 16), generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0, 2])
+    lrp = deepinside.get_method("lrp")
+    for fast in (False, True):
+        r = lrp(net, x, t, composite="epsilon", fast=fast)
+        torch.testing.assert_close(r, lrp(plain, x, t, composite="epsilon", fast=fast))
+    assert all(p.requires_grad for p in net.parameters()) and net.training
+    _assert_conserves(net, x, t)

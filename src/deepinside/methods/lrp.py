@@ -290,7 +290,10 @@ class _Layer(torch.autograd.Function):
     def forward(ctx, x, w, b, op, rule, opts, mode):  # type: ignore[override]
         ctx.op, ctx.rule, ctx.opts, ctx.mode = op, rule, opts, mode
         ctx.save_for_backward(x, w, b)
-        return op(x, w, b)
+        z = op(x, w, b)
+        # F.linear on tokens Tensor[B, N, C] returns a view, which a later in-place
+        # activation may not modify: hand over a tensor of its own
+        return z.clone() if z._is_view() else z
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
