@@ -58,6 +58,20 @@ def _vgg11() -> nn.Module:
     return m
 
 
+def _swin_v2() -> nn.Module:
+    """torchvision's Swin v2 in small: its relative-position MLP (Linear, in-place ReLU,
+    Linear) runs on a table of coordinates, on the weights alone."""
+    from torchvision.models.swin_transformer import (
+        PatchMergingV2,
+        SwinTransformer,
+        SwinTransformerBlockV2,
+    )
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                           window_size=[4, 4], block=SwinTransformerBlockV2,
+                           downsample_layer=PatchMergingV2, num_classes=10)
+
+
 FAMILIES = {
     "vit": Family(lambda: timm.create_model("vit_tiny_patch16_224", pretrained=False,
                                             img_size=32, num_classes=10),
@@ -72,6 +86,7 @@ FAMILIES = {
     "convnext": Family(lambda: timm.create_model("convnext_atto", pretrained=False,
                                                  num_classes=10),
                        64, "stages", "stages.0.blocks.1.norm"),
+    "swin_v2_tv": Family(_swin_v2, 32, "permute", "features.0"),
     "resnet18": Family(lambda: tvm.resnet18(weights=None, num_classes=10), 64, "layer4", "layer1"),
     "vgg11": Family(_vgg11, 64, "features", "features.2"),
     "mobilenet_v2": Family(lambda: tvm.mobilenet_v2(weights=None, num_classes=10),
@@ -236,15 +251,35 @@ def test_default_layer_per_family(built):
 
 def test_rectifier_rules_act_where_the_family_has_rectifiers(built):
     """Guided backprop differs from the gradient on ReLU / ReLU6 networks; on the GELU
-    transformers (no rectifier) it is the gradient itself."""
+    transformers (no rectifier on the input's path; Swin v2's ReLU acts on its position
+    table) it is the gradient itself."""
     m, x, t = built.model, built.images, built.targets
     grad = get_method("gradient")(m, x, t)
     guided = get_method("guided_backprop")(m, x, t)
-    has_relu = any(isinstance(s, (nn.ReLU, nn.ReLU6)) for s in m.modules())
+    has_relu = _rectifies_the_input(m, x)
     if has_relu:
         assert not torch.allclose(guided, grad, rtol=1e-3, atol=1e-6)
     else:
         _close(guided, grad)
+
+
+def _rectifies_the_input(m: nn.Module, x: Tensor) -> bool:
+    """Whether a ReLU / ReLU6 module of ``m`` acts on something that depends on ``x``."""
+    seen = []
+    hooks = [s.register_forward_hook(lambda _m, a, _o: seen.append(a[0].requires_grad))
+             for s in m.modules() if isinstance(s, (nn.ReLU, nn.ReLU6))]
+    frozen = [p for p in m.parameters() if p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        with eval_mode(m):
+            m(x.clone().requires_grad_(True))
+    finally:
+        for h in hooks:
+            h.remove()
+        for p in frozen:
+            p.requires_grad_(True)
+    return any(seen)
 
 
 def test_the_fast_copy_folds_every_batch_norm(built):

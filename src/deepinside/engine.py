@@ -4,7 +4,8 @@ Every method, class models, faithfulness, localisation and classification run th
 this module, so what a call does to the model is decided once:
 
 - the whole module runs in eval mode, and each submodule's own train/eval flag is restored
-  afterwards, also when an error is raised (:func:`eval_mode`);
+  afterwards, also when an error is raised (:func:`eval_mode`); no parameter requires a
+  gradient during the call, each one's flag restored afterwards (:func:`frozen`);
 - by default a private copy with batch norm folded into the convolutions and ``channels_last``
   memory runs instead of the caller's module (:mod:`deepinside.fastmodel`; exact up to float
   rounding); ``fast=False`` runs the module itself;
@@ -64,6 +65,7 @@ __all__ = [
     "default_layer",
     "eval_mode",
     "forward_logits",
+    "frozen",
     "input_gradient",
     "layer_network",
     "layer_replaced",
@@ -119,6 +121,25 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Within this block no parameter of ``module`` requires a gradient (each one's flag is
+    restored afterwards, even on error).
+
+    Only input gradients are taken, so no weight needs one; and with trainable weights, a
+    computation on the weights alone (Swin v2's relative-position MLP) would join the graph,
+    where the attribution rules (DeepLIFT, LRP) would take it for the input's.
+    """
+    flags = [p for p in module.parameters() if p.requires_grad]
+    try:
+        for p in flags:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for p in flags:
+            p.requires_grad_(True)
 
 
 def _default_output(out: object) -> object:
@@ -265,7 +286,7 @@ def network(
     reader = _reader(model)
     _autocast(example, amp)  # checks amp before the model is touched
     use_compile = compile_default() if compiled is None else compiled
-    with eval_mode(module):
+    with eval_mode(module), frozen(module):
         net = fast_copy(module, example) if fast else None
 
         def logits(x: Tensor) -> Tensor:
@@ -510,7 +531,7 @@ def capture_layer(
     check_images(images)
     module = module_of(model)
     x = images.detach()
-    with eval_mode(module):
+    with eval_mode(module), frozen(module):
         name = default_layer(module, x) if layer is None else find_layer(module, layer)
         net = _net_for_layer(module, name, x, fast)
         if net is not module:
@@ -680,7 +701,7 @@ def layer_network(
     """
     module = module_of(model)
     reader = _reader(model)
-    with eval_mode(module):
+    with eval_mode(module), frozen(module):
         names = {key: find_layer(module, key) for key in layers}
         net = module
         if fast and names:
