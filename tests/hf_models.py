@@ -81,6 +81,12 @@ def _families() -> dict[str, HFFamily]:
         return tf.MobileNetV2ForImageClassification(cfg), tf.MobileNetV2ImageProcessor(
             size={"shortest_edge": 72}, crop_size={"height": 64, "width": 64})
 
+    def pvt():  # a class token in the last stage only; spatial reduction convolutions
+        cfg = tf.PvtConfig(**_common(image_size=64, hidden_sizes=[8, 16, 24, 32],
+                                     depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2]))
+        return tf.PvtForImageClassification(cfg), tf.PvtImageProcessor(
+            size={"height": 64, "width": 64})
+
     return {
         "vit": _vit_like(tf.ViTConfig, tf.ViTForImageClassification, tf.ViTImageProcessor,
                          "vit"),
@@ -97,11 +103,13 @@ def _families() -> dict[str, HFFamily]:
                                  "efficientnet.embeddings"),
         "mobilenet_v2": HFFamily(mobilenet_v2, 64, "mobilenet_v2.conv_1x1",
                                  "mobilenet_v2.conv_stem"),
+        "pvt": HFFamily(pvt, 64, "pvt.encoder.block.3.0.layer_norm_1",
+                        "pvt.encoder.block.0.0.layer_norm_1"),
     }
 
 
 FAMILIES = ["vit", "deit", "beit", "swin", "convnext", "resnet",
-              "efficientnet", "mobilenet_v2"]
+              "efficientnet", "mobilenet_v2", "pvt"]
 
 
 def build(name: str):

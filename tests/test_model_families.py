@@ -58,6 +58,15 @@ def _vgg11() -> nn.Module:
     return m
 
 
+def _coat(name: str, **kwargs) -> nn.Module:
+    """timm's CoaT in small: a class token, convolutions inside its blocks (the position
+    encodings, one shared by the blocks of a stage and named outside them), and with parallel
+    blocks one norm per scale before attention (norm12, norm13, norm14)."""
+    return timm.create_model(name, pretrained=False, img_size=64, num_classes=10,
+                             embed_dims=(32, 32, 32, 32), serial_depths=(1, 1, 1, 1),
+                             num_heads=8, mlp_ratios=(2, 2, 2, 2), **kwargs)
+
+
 def _swin_v2() -> nn.Module:
     """torchvision's Swin v2 in small: its relative-position MLP (Linear, in-place ReLU,
     Linear) runs on a table of coordinates, on the weights alone."""
@@ -86,6 +95,10 @@ FAMILIES = {
     "convnext": Family(lambda: timm.create_model("convnext_atto", pretrained=False,
                                                  num_classes=10),
                        64, "stages", "stages.0.blocks.1.norm"),
+    "coat_lite": Family(lambda: _coat("coat_lite_tiny"), 64, "serial_blocks4.0.norm1",
+                        "serial_blocks4.0.norm1"),
+    "coat": Family(lambda: _coat("coat_tiny", parallel_depth=1), 64,
+                   "parallel_blocks.0.norm14", "parallel_blocks.0.norm14"),
     "swin_v2_tv": Family(_swin_v2, 32, "permute", "features.0"),
     "resnet18": Family(lambda: tvm.resnet18(weights=None, num_classes=10), 64, "layer4", "layer1"),
     "vgg11": Family(_vgg11, 64, "features", "features.2"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -36,8 +37,9 @@ _SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.Adap
             nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.Softmax)
 
 # The norm before a transformer block's attention: timm / torchvision Swin, torchvision ViT,
-# Hugging Face ViT, DeiT, BEiT, Swin.
-_ATTN_NORMS = ("norm1", "ln_1", "layernorm_before")
+# Hugging Face ViT, DeiT, BEiT, Swin, PVT; timm CoaT's parallel blocks norm each scale k
+# before attention (norm12, norm13, norm14).
+_ATTN_NORMS = re.compile(r"norm1\d?|ln_1|layernorm_before|layer_norm_1")
 
 _NEED = ("need Tensor[B, C, h, w], channels-last Tensor[B, h, w, C] or tokens Tensor[B, N, C] "
          "on the patch grid")
@@ -193,28 +195,50 @@ def last_feature_map(
     ``features`` on VGG and MobileNet, ``stages`` on ConvNeXt. When that map is made of tokens
     or is channels-last (a transformer's tail: ViT, DeiT, Swin), the last block's ``norm1``
     instead, the input of its attention, as pytorch-grad-cam advises (in a ViT the patch
-    tokens after the last block no longer reach the class token).
+    tokens after the last block no longer reach the class token): the last one after the
+    last convolution that runs outside a block's attention (a block's own convolutions,
+    CoaT's and CvT's position encodings, PVT's spatial reduction, do not count).
 
     Raises:
         ValueError: the model has no layer with a spatial map.
     """
     size = tuple(image_size)
-    found: list[tuple[str, str]] = []  # (name, layout) in the order forwards finish
-    for name, m, shape in traced:
+    found: list[tuple[int, str, str]] = []  # (trace index, name, layout), as forwards finish
+    for i, (name, m, shape) in enumerate(traced):
         if isinstance(m, _SKIPPED) or not shape or shape[0] != 1:
             continue
         layout = _spatial(module, m, tuple(shape), size)
         if layout is not None:
-            found.append((name, layout))
+            found.append((i, name, layout))
     if not found:
         raise ValueError("found no layer with a spatial feature map; pass layer=NAME")
-    name, layout = found[-1]
+    _, name, layout = found[-1]
     if layout != "NCHW":
-        last_conv = max((i for i, (_, lay) in enumerate(found) if lay == "NCHW"), default=-1)
-        blocks = [n for n, _ in found[last_conv + 1:] if n.rpartition(".")[2] in _ATTN_NORMS]
+        inside = _attention_blocks(traced)
+        last_conv = max((i for i, _, lay in found if lay == "NCHW" and not inside(i)),
+                        default=-1)
+        blocks = [n for i, n, _ in found
+                  if i > last_conv and _ATTN_NORMS.fullmatch(n.rpartition(".")[2])]
         if blocks:
             name = blocks[-1]
     return name
+
+
+def _attention_blocks(traced: Sequence[tuple[str, nn.Module, tuple[int, ...]]]):
+    """Whether trace index ``i`` falls inside the forward of a transformer block, from its
+    attention norm to the block's end (its own entry, else its last submodule's): the
+    convolutions a block runs on its tokens (CoaT's and CvT's position encodings, PVT's
+    spatial reduction), even through a module named outside it (CoaT's shared ``crpe``), are
+    not a convolutional stage after it."""
+    spans = []
+    for i, (name, _, _) in enumerate(traced):
+        block, _, leaf = name.rpartition(".")
+        if block and _ATTN_NORMS.fullmatch(leaf):
+            ends = [j for j in range(i + 1, len(traced))
+                    if traced[j][0] == block or traced[j][0].startswith(block + ".")]
+            if ends:
+                spans.append((i, ends[-1]))
+    return lambda i: any(a < i < b for a, b in spans)
 
 
 def find_layer(module: nn.Module, layer: Layer) -> str:
