@@ -443,3 +443,26 @@ def test_load_model_with_a_local_state_dict_offline(spec, tmp_path, offline):
     h, w = clf.preprocessing.input_size
     cam = get_method("gradcam")(clf, torch.randn(1, 3, h, w))
     assert cam.shape == (1, h, w) and torch.isfinite(cam).all()
+
+
+@pytest.mark.parametrize("spec, kwargs", [
+    ("torchvision:googlenet", {"aux_logits": False, "init_weights": False}),
+    ("torchvision:inception_v3", {"aux_logits": False, "init_weights": False}),
+    ("torchvision:squeezenet1_1", {}),  # the head is a 1 x 1 convolution
+    ("torchvision:mnasnet0_5", {}),  # refuses a state dict without its version metadata
+    ("timm:deit_tiny_distilled_patch16_224", {}),  # two heads: ("head", "head_dist")
+])
+def test_load_model_with_a_fine_tuned_head_offline(spec, kwargs, tmp_path, offline):
+    """A 10-class model as users train them (GoogLeNet and Inception v3 without their
+    auxiliary heads) saved with torch.save(model.state_dict()) loads by name with its head."""
+    lib, name = spec.split(":")
+    torch.manual_seed(0)
+    ref = (timm.create_model(name, pretrained=False, num_classes=10) if lib == "timm"
+           else tvm.get_model(name, weights=None, num_classes=10, **kwargs))
+    path = tmp_path / "w.pth"
+    torch.save(ref.state_dict(), path)
+    clf = deepinside.load_model(spec, weights=path)
+    assert clf.class_names == [f"class {i}" for i in range(10)]
+    got = clf.module.state_dict()
+    assert got.keys() == ref.state_dict().keys()
+    assert all(torch.equal(got[k], v) for k, v in ref.state_dict().items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from torch import nn
@@ -21,9 +22,27 @@ __all__ = ["load_torchvision"]
 
 
 def _head(model: nn.Module) -> tuple[str | None, int | None]:
-    """The name and class count of the last linear layer (torchvision's classifier heads)."""
-    last = [(n, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return last[-1] if last else (None, None)
+    """The name and class count of the last linear layer (torchvision's classifier heads), or
+    without one, of the last convolution (SqueezeNet's 1 x 1 convolution)."""
+    for kind, size in ((nn.Linear, "out_features"), (nn.Conv2d, "out_channels")):
+        last = [(n, getattr(m, size)) for n, m in model.named_modules() if isinstance(m, kind)]
+        if last:
+            return last[-1]
+    return None, None
+
+
+def _build(tvm, name: str, **kwargs) -> nn.Module:
+    """An architecture to load weights into (GoogLeNet's and Inception's warning about their
+    random initialisation silenced: the weights replace it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+        return tvm.get_model(name, weights=None, **kwargs)
+
+
+def _aux(keys) -> bool:
+    """Whether state-dict keys hold auxiliary heads (GoogLeNet's aux1 / aux2, Inception v3's
+    AuxLogits)."""
+    return any(k.split(".", 1)[0].lower().startswith("aux") for k in keys)
 
 
 @register_loader("torchvision", "a torchvision classifier: pretrained (download), or with "
@@ -56,12 +75,14 @@ def load_torchvision(name: str, weights: str | None,
             ) from None
     else:
         state = load_state_dict_file(weights)  # a bad file fails before the model is built
-        model = tvm.get_model(name, weights=None)
+        model = _build(tvm, name)
+        # a model trained with aux_logits=False has no auxiliary heads to load
+        kwargs = {"aux_logits": False} if _aux(model.state_dict()) and not _aux(state) else {}
         source = f"weights file {weights}"
         head, own = _head(model)
         n = choose_classes(state, head, num_classes, source)
-        if n is not None and n != own:
-            model = tvm.get_model(name, weights=None, num_classes=n)
+        if kwargs or (n is not None and n != own):
+            model = _build(tvm, name, **kwargs, **({} if n is None else {"num_classes": n}))
         load_strict(model, state, source)
     t = wenum.transforms()
     crop = t.crop_size[0] if isinstance(t.crop_size, Sequence) else t.crop_size

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -47,7 +48,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
     ):
         raise ModelLoadError(f"weights file {path} is not a state dict (names -> tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    meta = getattr(obj, "_metadata", None)  # module versions, which some loaders need
+    if meta is not None:  # (torchvision's MNASNet refuses a state dict without them)
+        state = OrderedDict(state)
+        state._metadata = type(meta)(  # type: ignore[attr-defined]
+            (k.removeprefix("module."), v) for k, v in meta.items())
+    return state
 
 
 def load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
@@ -77,19 +84,22 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> 
     module.load_state_dict(state, strict=True)
 
 
-def head_classes(state: Mapping[str, Tensor], head: str | None) -> int | None:
+def head_classes(state: Mapping[str, Tensor], head: str | Sequence[str] | None) -> int | None:
     """The number of classes of the head ``head`` (a module name) in a state dict, if there.
 
     The rows of ``<head>.weight`` (a linear layer or a 1 x 1 convolution) are the classes.
+    Several names (timm's distilled models: ``("head", "head_dist")``): the first one's.
     """
     if not head:
         return None
+    if not isinstance(head, str):
+        return head_classes(state, head[0])
     w = state.get(f"{head}.weight")
     return int(w.shape[0]) if isinstance(w, Tensor) and w.dim() in (2, 4) else None
 
 
-def choose_classes(state: Mapping[str, Tensor], head: str | None, num_classes: int | None,
-                   source: str) -> int | None:
+def choose_classes(state: Mapping[str, Tensor], head: str | Sequence[str] | None,
+                   num_classes: int | None, source: str) -> int | None:
     """The class count to build: ``num_classes`` if given (checked against the checkpoint's
     head), else the checkpoint's head's, else ``None`` (the architecture's default).
 
@@ -98,6 +108,7 @@ def choose_classes(state: Mapping[str, Tensor], head: str | None, num_classes: i
     """
     found = head_classes(state, head)
     if num_classes is not None and found is not None and found != num_classes:
+        name = head if isinstance(head, str) else head[0]
         raise ModelLoadError(f"--num-classes {num_classes} does not match {source}: its head "
-                             f"{head}.weight has {found} classes")
+                             f"{name}.weight has {found} classes")
     return num_classes if num_classes is not None else found
