@@ -19,7 +19,7 @@ from deepinside.methods import get_method, list_methods
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
 
-ALL_METHODS = ("vit", "resnet")  # every registered method on these; a few on the others
+ALL_METHODS = ("vit", "resnet", "pvt")  # every registered method on these; a few on the others
 FEW = ("gradient", "gradcam", "integrated_gradients")
 
 
