@@ -61,3 +61,23 @@ def test_the_default_layer_is_the_last_feature_map_not_a_pooling_or_identity():
     assert last_feature_map(net, traced, (8, 8)) == "features"
     with pytest.raises(ValueError, match="no layer with a spatial"):
         last_feature_map(net, [t for t in traced if t[0] == "fc"], (8, 8))
+
+
+def test_a_model_without_a_spatial_layer_is_one_actionable_line_for_every_layer_method():
+    """A multilayer perceptron on the flattened pixels has no feature map: every method that
+    takes a layer says so in one line and names what works instead, which does."""
+    from deepinside.methods import get_method, list_methods
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(2, 3, 8, 8)
+    layered = [n for n, info in list_methods().items()
+               if any(p.name == "layer" for p in info.params)]
+    assert {"gradcam", "scorecam", "ablationcam", "eigencam"} <= set(layered)
+    for name in layered:
+        with pytest.raises(ValueError, match=r"no layer with a spatial feature map.*pass "
+                           r"layer=NAME, or use a method that needs no layer \(e\.g\. "
+                           r"gradient") as e:
+            get_method(name)(mlp, x, 1)
+        assert "\n" not in str(e.value)
+    assert get_method("gradient")(mlp, x, 1).abs().amax() > 0

@@ -211,7 +211,11 @@ def last_feature_map(
         if layout is not None:
             found.append((i, name, layout))
     if not found:
-        raise ValueError("found no layer with a spatial feature map; pass layer=NAME")
+        raise ValueError(
+            "found no layer with a spatial feature map, which the layer (CAM) methods need "
+            f"(each layer's output is none of: {_NEED.removeprefix('need ')}); pass layer=NAME, "
+            "or use a method that needs no layer (e.g. gradient, integrated_gradients, "
+            "occlusion)")
     _, name, layout = found[-1]
     if layout != "NCHW":
         inside = _attention_blocks(traced)
