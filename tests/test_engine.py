@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from models import Exploding, TinyFeatures, make_tiny, tiny_classifier
@@ -13,6 +15,7 @@ from deepinside.engine import (
     input_gradient,
     network,
 )
+from deepinside.fastmodel import fast_copy
 from deepinside.targets import class_score
 
 
@@ -259,3 +262,47 @@ def test_layer_replaced_runs_the_part_above_the_layer_on_the_given_output():
         out = logits_of(x[:1], replaced)
     torch.testing.assert_close(out, net.fc(replaced.mean(dim=(2, 3))))
     assert not any(m._forward_hooks for m in net.modules())
+
+
+class _ScalesInPlace(torch.nn.Module):
+    """A network that scales its input in place first (``x.mul_(2)``, as models that
+    normalise with ``x.sub_(mean).div_(std)`` or ``x /= 255``), or out of place."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.in_place = in_place
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = x.mul_(2.0) if self.in_place else x * 2.0
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_model_that_scales_its_input_in_place(fast):
+    """Every method gives the map of the same network written out of place, and the caller's
+    images are left alone (the network gets a copy; a gradient leaf cannot be modified in
+    place, and the CAM methods' forward pass modified the caller's tensor)."""
+    from deepinside.methods import get_method, list_methods
+
+    torch.manual_seed(0)
+    net, plain = _ScalesInPlace(True).eval(), _ScalesInPlace(False).eval()
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(1))
+    x0 = x.clone()
+    opts = {"samples": 2, "steps": 2, "masks": 8, "iterations": 2, "window": 4, "stride": 4}
+    for name in sorted(list_methods()):
+        fn = get_method(name)
+        params = inspect.signature(fn).parameters
+        kw = {k: v for k, v in opts.items() if k in params}
+        if "fast" in params:
+            kw["fast"] = fast
+        got = fn(net, x, torch.tensor([0, 2]), **kw)
+        assert torch.equal(x, x0), name
+        torch.testing.assert_close(got, fn(plain, x, torch.tensor([0, 2]), **kw), msg=name)
+    torch.testing.assert_close(forward_logits(net, x, fast=fast), forward_logits(plain, x))
+    assert torch.equal(x, x0)
+    with eval_mode(net):  # the batch norm is folded: the probes are copies too
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_copy(net, x).modules())

@@ -9,7 +9,8 @@ this module, so what a call does to the model is decided once:
 - by default a private copy with batch norm folded into the convolutions and ``channels_last``
   memory runs instead of the caller's module (:mod:`deepinside.fastmodel`; exact up to float
   rounding); ``fast=False`` runs the module itself;
-- the inputs are never modified and keep their ``requires_grad``; gradients are taken with
+- the inputs are never modified and keep their ``requires_grad`` (the network gets a copy, so
+  a model that scales its input in place, ``x.mul_(...)``, works too); gradients are taken with
   ``torch.autograd.grad`` with respect to the input (or one layer's output) only, so no weight
   gradient is computed and no ``.grad`` is written;
 - hooks are registered for one call and removed in ``finally``;
@@ -291,12 +292,14 @@ def network(
 
         def logits(x: Tensor) -> Tensor:
             with _autocast(x, amp):
+                # a copy: some models scale their input in place (x.mul_(...), x /= 255),
+                # which must touch neither the caller's tensor nor a gradient leaf
                 if net is None:
-                    out = module(x)
+                    out = module(x.clone())
                 elif use_compile:
-                    out = _run_compiled(net, x.contiguous(memory_format=torch.channels_last))
+                    out = _run_compiled(net, x.clone(memory_format=torch.channels_last))
                 else:
-                    out = net(x.contiguous(memory_format=torch.channels_last))
+                    out = net(x.clone(memory_format=torch.channels_last))
             out = read_output(out, reader)
             return out if amp is None or not isinstance(out, Tensor) else out.to(x.dtype)
 
@@ -464,7 +467,7 @@ def _layer_output(net: nn.Module, name: str, x: Tensor) -> Tensor | None:
         lambda _m, _a, o: out.append(o.detach()) if isinstance(o, Tensor) else None)
     try:
         with torch.no_grad():
-            net(x)
+            net(x.clone())  # a model may scale its input in place
     finally:
         handle.remove()
     return out[-1] if out else None
@@ -549,7 +552,7 @@ def capture_layer(
         handle = net.get_submodule(name).register_forward_hook(hook)
         try:
             with torch.set_grad_enabled(gradients):
-                logits = read_output(net(x), _reader(model))
+                logits = read_output(net(x.clone()), _reader(model))  # see network()
                 if not leaves:
                     raise ValueError(f"layer {name!r} did not run in the forward pass")
                 t = resolve_targets(target, logits, model, batch=x.shape[0])
@@ -728,7 +731,8 @@ def layer_network(
 
             def run(x: Tensor) -> tuple[object, dict[str, Tensor]]:
                 seen.clear()
-                xin = x if net is module else x.contiguous(memory_format=torch.channels_last)
+                xin = x.clone() if net is module else x.clone(  # see network()
+                    memory_format=torch.channels_last)
                 out = None
                 with contextlib.suppress(_Enough):
                     out = read_output(net(xin), reader)

@@ -168,7 +168,7 @@ def _conv_bn_pairs(net: nn.Module, probe: Tensor) -> list[tuple[str, str]]:
             elif isinstance(m, nn.BatchNorm2d) and m.track_running_stats:
                 handles.append(m.register_forward_pre_hook(bn_hook(name)))
         with torch.no_grad():
-            net(probe)
+            net(probe.clone())  # a model may scale its input in place
     finally:
         for h in handles:
             h.remove()
@@ -198,7 +198,7 @@ def fold_batchnorm(net: nn.Module, probe: Tensor, rtol: float = 1e-3) -> nn.Modu
     if not pairs:
         return net
     with torch.no_grad():
-        reference = net(probe)
+        reference = net(probe.clone())  # a model may scale its input in place
     backup = copy.deepcopy(net)
     with torch.no_grad():
         for conv_name, bn_name in pairs:
@@ -215,7 +215,7 @@ def fold_batchnorm(net: nn.Module, probe: Tensor, rtol: float = 1e-3) -> nn.Modu
             conv.weight = nn.Parameter(w, requires_grad=False)
             conv.bias = nn.Parameter(b, requires_grad=False)
             _replace(net, bn_name, _after_batchnorm(bn))
-        out = net(probe)
+        out = net(probe.clone())
     return net if same_output(out, reference, rtol) else backup
 
 
