@@ -183,3 +183,36 @@ def test_any_output_is_read_once_and_the_fast_copy_never_trips_on_it():
         torch.testing.assert_close(deepinside.saliency(model, x),
                                    deepinside.saliency(model, x, fast=False), rtol=1e-3,
                                    atol=1e-5)
+
+
+def test_a_dataclass_output_is_read_by_its_logits_field_and_the_batch_norm_folded():
+    """A forward returning a dataclass (features and logits) is read as a mapping of its
+    fields: its ``logits``, the map of the network that returns them alone, and the fast copy
+    folds the batch norm (it compares such outputs)."""
+    from dataclasses import dataclass
+
+    from deepinside.engine import eval_mode
+    from deepinside.fastmodel import fast_copy
+
+    @dataclass
+    class Out:
+        features: torch.Tensor
+        logits: torch.Tensor
+
+    class WithFeatures(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_tiny()
+
+        def forward(self, x):
+            return Out(x.mean(dim=(2, 3)), self.net(x))
+
+    model = WithFeatures().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(deepinside.forward_logits(model, x, fast=False), model.net(x))
+    for method in ("gradient", "gradcam", "lrp"):
+        torch.testing.assert_close(deepinside.get_method(method)(model, x, 1, fast=False),
+                                   deepinside.get_method(method)(model.net, x, 1, fast=False))
+    with eval_mode(model):
+        net = fast_copy(model, x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())

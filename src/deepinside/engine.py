@@ -44,6 +44,7 @@ Targets (what to explain) are resolved by :mod:`deepinside.targets`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import warnings
 import weakref
@@ -145,9 +146,12 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 
 def _default_output(out: object) -> object:
     """A tensor as it is; the first tensor of a tuple / list; ``logits`` (else ``out``) of a
-    mapping or a Hugging Face ``ModelOutput``; anything else as it is (for target callables)."""
+    mapping, a Hugging Face ``ModelOutput`` or a dataclass (its fields as a mapping); anything
+    else as it is (for target callables)."""
     if isinstance(out, Tensor):
         return out
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        out = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     if isinstance(out, Mapping):
         for key in ("logits", "out"):
             if isinstance(out.get(key), Tensor):
@@ -172,8 +176,8 @@ def read_output(out: object, output: Callable[[object], object] | None = None) -
     """What the network returned, read once: class logits ``Tensor[B, K]`` where there are.
 
     ``output`` (a :class:`Classifier`'s, from ``load_model(..., output=f)``) extracts them;
-    by default a tensor is taken as it is, a tuple's or list's first tensor, a mapping's or
-    ``ModelOutput``'s ``logits`` (else ``out``); any other output (a segmentation map
+    by default a tensor is taken as it is, a tuple's or list's first tensor, a mapping's,
+    ``ModelOutput``'s or dataclass's ``logits`` (else ``out``); any other output (a segmentation map
     ``Tensor[B, K, H, W]``, a detector's list of dicts) is kept for target callables
     (:func:`deepinside.region_score`, :func:`deepinside.box_score`).
 
@@ -652,8 +656,6 @@ def shift_undone(model: Classifier | nn.Module, shift: float) -> Classifier | nn
     """
     wrapper = _Unshift(module_of(model), float(shift))
     if isinstance(model, Classifier):
-        import dataclasses
-
         return dataclasses.replace(model, module=wrapper)
     return wrapper
 

@@ -21,6 +21,7 @@ original's on a random input; otherwise the plain copy is used.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import weakref
 from collections import Counter
 from collections.abc import Mapping
@@ -103,9 +104,11 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
 
 def _tensors(out: object) -> list[Tensor] | None:
     """The tensors of an output (a tensor, nested tuples / lists / mappings such as a Hugging
-    Face ``ModelOutput``), in order; ``None`` if it holds anything else."""
+    Face ``ModelOutput`` / dataclasses), in order; ``None`` if it holds anything else."""
     if isinstance(out, Tensor):
         return [out]
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
     items = list(out.values()) if isinstance(out, Mapping) else (
         list(out) if isinstance(out, (tuple, list)) else None)
     if items is None:
