@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import FAMILIES, build, family, save
+from hf_models import FAMILIES, LABELS, build, family, save
 from test_model_families import _assert_unchanged, _options, _same_up_to_rounding, _snapshot
 
 import deepinside
@@ -144,3 +144,39 @@ def test_the_fast_copy_folds_an_hf_models_batch_norm():
         want = model(x).logits
     torch.testing.assert_close(deepinside.forward_logits(model, x), want, rtol=1e-4,
                                atol=1e-5 * float(want.abs().max()))
+
+
+def test_a_timm_model_saved_through_transformers_loads_with_timms_own_preprocessing(tmp_path):
+    """A ``TimmWrapper`` classifier saved without an image processor (its config holds none)
+    takes timm's data config; its ViT's prefix (class and 4 register) tokens are read from
+    the timm model inside, so a 2 x 2 grid of 9 tokens is not taken for 3 x 3."""
+    from timm.data import resolve_data_config
+
+    from deepinside.engine import capture_layer
+
+    torch.manual_seed(0)
+    cfg = transformers.TimmWrapperConfig(
+        architecture="vit_tiny_patch16_224", num_labels=3, id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+        model_args={"img_size": 32, "depth": 2, "reg_tokens": 4, "dynamic_img_size": True})
+    model = transformers.TimmWrapperForImageClassification(cfg).eval()
+    model.save_pretrained(tmp_path)
+    clf = deepinside.load_model(f"hf:{tmp_path}")
+    assert clf.class_names == ["cat", "dog", "bird"]
+    assert clf.preprocessing == deepinside.Preprocessing.from_timm(
+        resolve_data_config({}, model=clf.module.timm_model))
+    x = torch.randn((2, 3, 32, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(deepinside.forward_logits(clf, x), model(x).logits)
+    assert default_layer(clf.module, x) == "timm_model.blocks.1.norm1"
+    seen = []
+    hook = model.timm_model.blocks[1].norm1.register_forward_hook(
+        lambda _m, _a, o: seen.append(o))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        hook.remove()
+    cap = capture_layer(clf, x, 0)
+    want = seen[0][:, 5:].reshape(2, 2, 2, -1).permute(0, 3, 1, 2)
+    torch.testing.assert_close(cap.activations, want)

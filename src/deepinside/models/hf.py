@@ -41,10 +41,15 @@ def hf_class_names(module: nn.Module) -> list[str] | None:
 
 
 def hf_preprocessing(module: nn.Module, processor: Any = None) -> Preprocessing:
-    """The processor's preprocessing, or (without one) the config's input size with ImageNet
-    statistics."""
+    """The processor's preprocessing, or without one, a timm model's own (``TimmWrapper``),
+    else the config's input size with ImageNet statistics."""
     if processor is not None:
         return Preprocessing.from_processor(processor)
+    inner = getattr(module, "timm_model", None)
+    if isinstance(inner, nn.Module):
+        from timm.data import resolve_data_config
+
+        return Preprocessing.from_timm(resolve_data_config({}, model=inner))
     size = getattr(module.config, "image_size", 224)  # type: ignore[attr-defined]
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return Preprocessing(input_size=(h, w), resize_size=max(h, w))
@@ -100,9 +105,11 @@ def load_hf(spec: str, weights: str | None, num_classes: int | None = None) -> C
         try:
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
-            raise ModelLoadError(f"hf:{spec} has no usable image processor "
-                                 f"({_first_line(e)}); save it beside the model with "
-                                 "processor.save_pretrained(folder)") from None
+            processor = None  # a TimmWrapper saved without one: timm's data config
+            if not isinstance(getattr(model, "timm_model", None), nn.Module):
+                raise ModelLoadError(f"hf:{spec} has no usable image processor "
+                                     f"({_first_line(e)}); save it beside the model with "
+                                     "processor.save_pretrained(folder)") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
