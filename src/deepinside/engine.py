@@ -150,7 +150,7 @@ def _default_output(out: object) -> object:
     else as it is (for target callables)."""
     if isinstance(out, Tensor):
         return out
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+    if dataclasses.is_dataclass(out) and not isinstance(out, (type, Mapping)):  # ModelOutput
         out = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     if isinstance(out, Mapping):
         for key in ("logits", "out"):

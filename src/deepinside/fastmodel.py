@@ -107,7 +107,7 @@ def _tensors(out: object) -> list[Tensor] | None:
     Face ``ModelOutput`` / dataclasses), in order; ``None`` if it holds anything else."""
     if isinstance(out, Tensor):
         return [out]
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+    if dataclasses.is_dataclass(out) and not isinstance(out, (type, Mapping)):  # ModelOutput
         out = [getattr(out, f.name) for f in dataclasses.fields(out)]
     items = list(out.values()) if isinstance(out, Mapping) else (
         list(out) if isinstance(out, (tuple, list)) else None)
