@@ -306,3 +306,29 @@ def test_a_model_that_scales_its_input_in_place(fast):
     assert torch.equal(x, x0)
     with eval_mode(net):  # the batch norm is folded: the probes are copies too
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_copy(net, x).modules())
+
+
+def test_a_timm_model_with_gradient_checkpointing_gives_the_same_maps():
+    """timm checkpoints blocks in eval mode too (set_grad_checkpointing()); recomputed in the
+    backward pass without the methods' rules, torch refused them (CheckpointError). The engine
+    switches it off for a call (and back on): the maps of the plain model, flags kept."""
+    import copy
+
+    timm = pytest.importorskip("timm")
+    from deepinside.methods import get_method
+
+    torch.manual_seed(0)
+    for name, size in (("resnet18", 32), ("vit_tiny_patch16_224", 32)):
+        kw = {"img_size": size, "depth": 2} if name.startswith("vit") else {}
+        plain = timm.create_model(name, pretrained=False, num_classes=10, **kw).eval()
+        ckpt = copy.deepcopy(plain)
+        ckpt.set_grad_checkpointing(True)
+        flags = [n for n, m in ckpt.named_modules() if getattr(m, "grad_checkpointing", 0)]
+        x = torch.randn((2, 3, size, size), generator=torch.Generator().manual_seed(1))
+        for method in ("guided_backprop", "deconvnet", "lrp", "deeplift", "gradcam"):
+            for fast in (True, False):
+                torch.testing.assert_close(get_method(method)(ckpt, x, 1, fast=fast),
+                                           get_method(method)(plain, x, 1, fast=fast),
+                                           msg=f"{name} {method} fast={fast}")
+        assert flags and flags == [n for n, m in ckpt.named_modules()
+                                   if getattr(m, "grad_checkpointing", 0)]

@@ -127,21 +127,29 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Within this block no parameter of ``module`` requires a gradient (each one's flag is
-    restored afterwards, even on error).
+    """Within this block no parameter of ``module`` requires a gradient and no timm block
+    recomputes its forward pass in the backward one (``grad_checkpointing`` off); each flag is
+    restored afterwards, even on error.
 
     Only input gradients are taken, so no weight needs one; and with trainable weights, a
     computation on the weights alone (Swin v2's relative-position MLP) would join the graph,
-    where the attribution rules (DeepLIFT, LRP) would take it for the input's.
+    where the attribution rules (DeepLIFT, LRP) would take it for the input's. timm checkpoints
+    in eval mode too (``set_grad_checkpointing()``), and a recomputation runs without the
+    rules: torch refuses it (``CheckpointError``).
     """
     flags = [p for p in module.parameters() if p.requires_grad]
+    recompute = [m for m in module.modules() if getattr(m, "grad_checkpointing", None) is True]
     try:
         for p in flags:
             p.requires_grad_(False)
+        for m in recompute:
+            m.grad_checkpointing = False
         yield module
     finally:
         for p in flags:
             p.requires_grad_(True)
+        for m in recompute:
+            m.grad_checkpointing = True
 
 
 def _default_output(out: object) -> object:

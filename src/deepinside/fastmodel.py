@@ -84,6 +84,9 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    for m in net.modules():  # timm recomputes checkpointed blocks in eval mode too
+        if getattr(m, "grad_checkpointing", None) is True:
+            m.grad_checkpointing = False
     net = net.to(device=example.device, dtype=example.dtype)
     if example.dim() == 4:
         probe = torch.randn(
