@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .fastmodel import fast_copy
+from .fastmodel import dataclass_fields, fast_copy, recomputing
 from .layers import Layer, find_layer, last_feature_map, to_grid
 from .models import Classifier
 from .targets import ScoreFn, Target, describe_output, resolve_targets, target_scores
@@ -138,7 +138,7 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     rules: torch refuses it (``CheckpointError``).
     """
     flags = [p for p in module.parameters() if p.requires_grad]
-    recompute = [m for m in module.modules() if getattr(m, "grad_checkpointing", None) is True]
+    recompute = recomputing(module)
     try:
         for p in flags:
             p.requires_grad_(False)
@@ -158,8 +158,9 @@ def _default_output(out: object) -> object:
     else as it is (for target callables)."""
     if isinstance(out, Tensor):
         return out
-    if dataclasses.is_dataclass(out) and not isinstance(out, (type, Mapping)):  # ModelOutput
-        out = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+    fields = dataclass_fields(out)
+    if fields is not None:
+        out = fields
     if isinstance(out, Mapping):
         for key in ("logits", "out"):
             if isinstance(out.get(key), Tensor):

@@ -84,9 +84,8 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    for m in net.modules():  # timm recomputes checkpointed blocks in eval mode too
-        if getattr(m, "grad_checkpointing", None) is True:
-            m.grad_checkpointing = False
+    for m in recomputing(net):
+        m.grad_checkpointing = False
     net = net.to(device=example.device, dtype=example.dtype)
     if example.dim() == 4:
         probe = torch.randn(
@@ -105,13 +104,28 @@ def fast_copy(module: nn.Module, example: Tensor) -> nn.Module | None:
     return net
 
 
+def recomputing(module: nn.Module) -> list[nn.Module]:
+    """The submodules that recompute their forward pass in the backward one: timm's
+    ``grad_checkpointing``, set by ``set_grad_checkpointing()`` and active in eval mode too."""
+    return [m for m in module.modules() if getattr(m, "grad_checkpointing", None) is True]
+
+
+def dataclass_fields(out: object) -> dict[str, object] | None:
+    """A dataclass instance's fields by name; ``None`` for anything else, a Hugging Face
+    ``ModelOutput`` included (a dataclass that is already a mapping)."""
+    if dataclasses.is_dataclass(out) and not isinstance(out, (type, Mapping)):
+        return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+    return None
+
+
 def _tensors(out: object) -> list[Tensor] | None:
     """The tensors of an output (a tensor, nested tuples / lists / mappings such as a Hugging
     Face ``ModelOutput`` / dataclasses), in order; ``None`` if it holds anything else."""
     if isinstance(out, Tensor):
         return [out]
-    if dataclasses.is_dataclass(out) and not isinstance(out, (type, Mapping)):  # ModelOutput
-        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
+    fields = dataclass_fields(out)
+    if fields is not None:
+        out = fields
     items = list(out.values()) if isinstance(out, Mapping) else (
         list(out) if isinstance(out, (tuple, list)) else None)
     if items is None:
