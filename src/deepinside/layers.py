@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ._lazy import deprecated_names
+from .models.hf import timm_inside  # a TimmWrapper's timm model declares its grid
 from .registry import did_you_mean
 
 __all__ = ["Layer", "find_layer", "last_feature_map", "layer_layout", "to_grid"]
@@ -68,17 +69,10 @@ def _on_grid(h: int, w: int, image_size: Sequence[int]) -> bool:
     return max(sh, sw) <= 1.5 * min(sh, sw)
 
 
-def _timm_inside(net: nn.Module) -> nn.Module:
-    """The timm model inside a Hugging Face ``TimmWrapper`` (its ``timm_model``), else ``net``:
-    it declares the patch grid and prefix tokens."""
-    inner = getattr(net, "timm_model", None)
-    return inner if isinstance(inner, nn.Module) else net
-
-
 def _token_grids(net: nn.Module, image_size: Sequence[int] | None) -> list[tuple[int, int]]:
     """Patch grids the model declares or its patch size implies for this image size."""
     grids: list[tuple[int, int]] = []
-    pe = getattr(_timm_inside(net), "patch_embed", None)
+    pe = getattr(timm_inside(net), "patch_embed", None)
     patch = getattr(pe, "patch_size", None)
     if image_size is not None and isinstance(patch, Sequence) and len(patch) == 2:
         ph, pw = int(patch[0]), int(patch[1])
@@ -105,7 +99,7 @@ def _prefix_and_grid(
     Raises:
         ValueError: no such grid.
     """
-    own = getattr(_timm_inside(net), "num_prefix_tokens", None)
+    own = getattr(timm_inside(net), "num_prefix_tokens", None)
     known = isinstance(own, int) and own >= 0
     prefixes = ([int(own)] if known else []) + list(range(17))
     for p in (prefixes[:1] + [0]) if known else prefixes:  # unknown prefix: the patch grid tells
@@ -172,7 +166,7 @@ def layer_layout(
         size = image_size if image_size is not None else (1, 1)  # square
         first, last = _on_grid(shape[2], shape[3], size), _on_grid(shape[1], shape[2], size)
         if first and last:
-            layout = "NHWC" if getattr(_timm_inside(net), "output_fmt", None) == "NHWC" else (
+            layout = "NHWC" if getattr(timm_inside(net), "output_fmt", None) == "NHWC" else (
                 "NCHW")
         else:
             layout = "NHWC" if last and not first else "NCHW"  # neither: PyTorch's convention

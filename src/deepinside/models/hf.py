@@ -22,7 +22,7 @@ from .preprocessing import Preprocessing
 from .registry import register_loader
 from .weights import load_state_dict_file, load_strict
 
-__all__ = ["hf_class_names", "hf_preprocessing", "is_hf_model", "load_hf"]
+__all__ = ["hf_class_names", "hf_preprocessing", "is_hf_model", "load_hf", "timm_inside"]
 
 
 def is_hf_model(module: nn.Module) -> bool:
@@ -40,13 +40,20 @@ def hf_class_names(module: nn.Module) -> list[str] | None:
     return [labels[i] for i in range(n)]
 
 
+def timm_inside(module: nn.Module) -> nn.Module:
+    """The timm model inside a Hugging Face ``TimmWrapper`` (its ``timm_model``), else
+    ``module``: it declares the patch grid, the prefix tokens and its data config."""
+    inner = getattr(module, "timm_model", None)
+    return inner if isinstance(inner, nn.Module) else module
+
+
 def hf_preprocessing(module: nn.Module, processor: Any = None) -> Preprocessing:
     """The processor's preprocessing, or without one, a timm model's own (``TimmWrapper``),
     else the config's input size with ImageNet statistics."""
     if processor is not None:
         return Preprocessing.from_processor(processor)
-    inner = getattr(module, "timm_model", None)
-    if isinstance(inner, nn.Module):
+    inner = timm_inside(module)
+    if inner is not module:
         from timm.data import resolve_data_config
 
         return Preprocessing.from_timm(resolve_data_config({}, model=inner))
@@ -106,7 +113,7 @@ def load_hf(spec: str, weights: str | None, num_classes: int | None = None) -> C
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
             processor = None  # a TimmWrapper saved without one: timm's data config
-            if not isinstance(getattr(model, "timm_model", None), nn.Module):
+            if timm_inside(model) is model:
                 raise ModelLoadError(f"hf:{spec} has no usable image processor "
                                      f"({_first_line(e)}); save it beside the model with "
                                      "processor.save_pretrained(folder)") from None
